@@ -1,0 +1,31 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The real dataset lives next to the repository: <repo>/../shared/data/fashion-mnist.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_FASHION_MNIST = REPO_ROOT.parent / "shared" / "data" / "fashion-mnist"
+FASHION_MNIST_FILE_NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """Folder with the real Fashion-MNIST files; skip if absent (fail on CI)."""
+    missing = [n for n in FASHION_MNIST_FILE_NAMES if not (SHARED_FASHION_MNIST / n).is_file()]
+    if missing:
+        reason = f"real Fashion-MNIST not in {SHARED_FASHION_MNIST} (missing {', '.join(missing)})"
+        # CI must exercise the real-data tests, so there a missing copy is a failure.
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return SHARED_FASHION_MNIST

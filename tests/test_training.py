@@ -1,0 +1,137 @@
+import json
+
+import pytest
+import torch
+
+import vaekit
+from vaekit.diagnostics import diagnose_collapse
+from vaekit.errors import ConfigError, RunDirError
+from vaekit.rundir import read_metrics
+from vaekit.training import TrainConfig, TrainingInterrupted, train
+
+QUICK = dict(dataset="shapes", epochs=2, batch_size=64, train_limit=384, test_limit=128, seed=3)
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "shapes"
+    return train(TrainConfig(**QUICK), out=out, progress=False)
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_a_run_directory_holds_config_weights_metrics_and_figures(shapes_run):
+    run = shapes_run.run_dir
+    for name in ("config.json", "model.safetensors", "metrics.csv", "checkpoint.pt",
+                 "reconstructions.png", "samples.png"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["arch"] == "fashion28" and config["latent_dim"] == 2
+    assert config["status"] == "complete" and config["epochs_done"] == 2
+    assert config["train"]["beta"] == 1.0 and config["dataset"]["class_names"][0] == "square"
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for column in ("train_loss", "train_recon", "train_kl", "test_elbo", "seconds", "images_per_s",
+                   "active_units", "collapsed"):
+        assert column in rows[0]
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+
+
+def test_loaded_model_reproduces_the_trained_one(shapes_run):
+    model = vaekit.load(shapes_run.run_dir)
+    assert not model.training
+    x = torch.rand(4, 1, 28, 28)
+    noise = torch.randn(4, 2)
+    with torch.no_grad():
+        expected = shapes_run.model.float()(x, noise=noise).reconstruction
+        assert torch.allclose(model(x, noise=noise).reconstruction, expected, atol=1e-6)
+    assert vaekit.VAE.from_pretrained(shapes_run.run_dir).latent_dim == 2
+
+
+def test_training_refuses_to_overwrite_an_existing_run(shapes_run):
+    weights_before = (shapes_run.run_dir / "model.safetensors").read_bytes()
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(TrainConfig(**QUICK), out=shapes_run.run_dir, progress=False)
+    assert (shapes_run.run_dir / "model.safetensors").read_bytes() == weights_before
+
+
+def test_interrupted_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):
+    straight = train(TrainConfig(**QUICK), out=tmp_path / "straight", progress=False)
+
+    def interrupt(epoch, step):
+        if epoch == 0 and step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(TrainConfig(**QUICK), out=tmp_path / "cut", progress=False, on_step=interrupt)
+    config = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert config["status"] == "interrupted"
+    resumed = train(out=tmp_path / "cut", resume=True, progress=False)
+    for name, tensor in _weights(straight.model).items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    straight_rows, resumed_rows = read_metrics(tmp_path / "straight"), read_metrics(tmp_path / "cut")
+    assert [r["test_elbo"] for r in straight_rows] == [r["test_elbo"] for r in resumed_rows]
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    train(TrainConfig(**{**QUICK, "epochs": 1}), out=tmp_path / "run", progress=False)
+    result = train(out=tmp_path / "run", resume=True, progress=False, epochs=2)
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path / "run")] == [1, 2]
+    assert len(result.metrics) == 2
+
+
+def test_resume_refuses_to_change_the_recipe(shapes_run):
+    with pytest.raises(ConfigError, match="--beta"):
+        train(out=shapes_run.run_dir, resume=True, progress=False, beta=5.0)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("beta", -1.0, "--beta"), ("batch_size", 0, "--batch-size"), ("epochs", 0, "--epochs"),
+    ("lr", 0.0, "--lr"), ("latent_dim", 0, "--latent-dim"), ("precision", "fp8", "--precision"),
+    ("recon", "l1", "--recon"),
+])
+def test_invalid_hyper_parameters_are_one_line_config_errors(tmp_path, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        train(TrainConfig(**{**QUICK, field: value}), out=tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_architecture_and_dataset_shapes_must_agree(tmp_path):
+    with pytest.raises(ConfigError, match="expects"):
+        train(TrainConfig(**{**QUICK, "arch": "nn3-128"}), out=tmp_path / "x", progress=False)
+
+
+def test_kl_warmup_ramps_beta(tmp_path):
+    result = train(TrainConfig(**{**QUICK, "kl_warmup_epochs": 2, "beta": 2.0}), out=tmp_path / "w", progress=False)
+    assert [row["beta"] for row in result.metrics] == [1.0, 2.0]
+
+
+def test_excluded_classes_are_not_trained_on(tmp_path):
+    settings = {**QUICK, "epochs": 1, "exclude_classes": ["circle"], "train_limit": None}
+    result = train(TrainConfig(**settings), out=tmp_path / "e", progress=False)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["train"]["exclude_classes"] == ["circle"]
+    full = vaekit.load_dataset("shapes", "train")
+    circles = int((full.labels == full.class_names.index("circle")).sum())
+    assert circles > 0 and config["dataset"]["train_size"] == len(full) - circles
+
+
+def test_collapse_is_detected_when_the_dense16_layer_is_dead(shapes_run):
+    model = vaekit.load(shapes_run.run_dir)
+    dense16 = model.encoder[7]
+    assert isinstance(dense16, torch.nn.Linear) and dense16.out_features == 16
+    with torch.no_grad():
+        dense16.weight.zero_()
+        dense16.bias.fill_(-1.0)
+    dataset = vaekit.load_dataset("shapes", "test", n=64)
+    report = diagnose_collapse(model, dataset)
+    assert report.collapsed and report.active_units == 0
+    assert "Dense 16" in report.reason and report.dead_units >= 16
+
+
+def test_a_trained_model_is_not_reported_collapsed(shapes_run):
+    report = diagnose_collapse(shapes_run.model, vaekit.load_dataset("shapes", "test", n=256))
+    assert report.dead_layers == []
+    assert report.kl > 0.05
