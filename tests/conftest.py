@@ -29,3 +29,18 @@ def fashion_mnist_dir() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return SHARED_FASHION_MNIST
+
+
+@pytest.fixture(scope="session")
+def fashion_run(tmp_path_factory, fashion_mnist_dir):
+    """A small fashion28 run (2-D latent) trained on the real Fashion-MNIST.
+
+    6,000 training images for 2 epochs: a few seconds, yet the classes already
+    separate in the latent space. Tests must not modify it (copy it first).
+    """
+    from vaekit.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("fashion") / "run"
+    config = TrainConfig(dataset="fashion-mnist", arch="fashion28", latent_dim=2, epochs=2, train_limit=6000,
+                         test_limit=2000, data_dir=str(fashion_mnist_dir), seed=0)
+    return train(config, out=out, progress=False).run_dir

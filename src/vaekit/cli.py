@@ -8,24 +8,25 @@ printed here as one line with exit status 2 (no traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from vaekit.errors import VaekitError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-Command = Callable[[argparse.Namespace], int | None]
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = []
-
-
-def subcommand(register: Callable[[argparse._SubParsersAction], None]):
-    """Register a function that adds sub-commands to the parser (for other modules)."""
-    _REGISTRARS.append(register)
-    return register
+# Modules that add their own sub-commands: each has ``register(commands)``,
+# which adds parsers to the sub-parser action and sets ``func`` on each.
+COMMAND_MODULES = (
+    "vaekit.commands.explore",  # latent-map, manifold, interpolate, ... report
+    "vaekit.commands.evaluate",  # evaluate, embed, anomaly, denoise
+    "vaekit.commands.family",  # train-family, attribute
+)
 
 
 def add_output_option(parser: argparse.ArgumentParser, default_name: str) -> None:
@@ -199,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_option(sample, "samples.png")
     sample.set_defaults(func=cmd_sample)
 
-    for register in _REGISTRARS:
-        register(commands)
+    for module_name in COMMAND_MODULES:
+        if importlib.util.find_spec(module_name) is not None:
+            importlib.import_module(module_name).register(commands)
     return parser
 
 

@@ -478,6 +478,23 @@ def _current_beta(config: TrainConfig, epoch_progress: float) -> float:
     return config.beta * min(1.0, epoch_progress / config.kl_warmup_epochs)
 
 
+def train_step(model, optimizer, scaler, x: torch.Tensor, beta: float, config: TrainConfig,
+               device: torch.device, precision: str):
+    """One optimiser step on batch ``x``; returns the :class:`~vaekit.losses.LossTerms`."""
+    with autocast_context(device, precision):
+        output = model(x)
+    # The loss is computed in float32 whatever the autocast precision.
+    terms = vae_loss(output.logits, x, output.z_mean, output.z_log_var, beta, config.recon, config.gaussian_sigma)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(terms.loss).backward()
+    if config.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return terms
+
+
 def _run_epoch(model, optimizer, scaler, train_images, config, device, precision,
                epoch, epoch_state, steps_per_epoch, progress, on_step) -> None:
     """Train one epoch from ``epoch_state["step"]``, updating the state in place."""
@@ -495,16 +512,7 @@ def _run_epoch(model, optimizer, scaler, train_images, config, device, precision
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = prepare_images(train_images.index_select(0, index), config.channels_last)
             beta = _current_beta(config, epoch + step / steps_per_epoch)
-            with autocast_context(device, precision):
-                output = model(x)
-            terms = vae_loss(output.logits, x, output.z_mean, output.z_log_var, beta, config.recon, config.gaussian_sigma)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms.loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            terms = train_step(model, optimizer, scaler, x, beta, config, device, precision)
             n = x.shape[0]
             sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]).double() * n
             images_done += n
