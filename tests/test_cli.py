@@ -119,3 +119,26 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip() == f"vaekit: error: {tmp_path / 'missing'}: no such run directory"
+
+
+def test_ctrl_c_saves_the_run_and_resume_finishes_it(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "vaekit", "train", "--dataset", "shapes", "--epochs", "200", "--batch-size", "32",
+               "--train-limit", "256", "--test-limit", "64", "--quiet", "--out", str(run)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.csv").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    config = json.loads((run / "config.json").read_text())
+    assert config["status"] == "interrupted"
+    done_before = config["epochs_done"]
+    assert main(["train", "--resume", str(run), "--epochs", str(done_before + 1), "--quiet"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["status"] == "complete" and config["epochs_done"] == done_before + 1
