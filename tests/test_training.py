@@ -135,3 +135,25 @@ def test_a_trained_model_is_not_reported_collapsed(shapes_run):
     report = diagnose_collapse(shapes_run.model, vaekit.load_dataset("shapes", "test", n=256))
     assert report.dead_layers == []
     assert report.kl > 0.05
+
+
+def test_atomic_writes_leave_no_temporary_files_and_normal_permissions(shapes_run):
+    names = [p.name for p in shapes_run.run_dir.iterdir()]
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert (shapes_run.run_dir / "model.safetensors").stat().st_mode & 0o044 == 0o044
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    from vaekit import rundir
+
+    target = tmp_path / "config.json"
+    rundir.write_json(target, {"version": 1})
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rundir.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        rundir.write_json(target, {"version": 2})
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]

@@ -129,6 +129,12 @@ class CelebADataset(ImageDataset):
         if len(self.identities) != n or (self.filenames and len(self.filenames) != n):
             raise DataError(f"{where}: identities and filenames must have one entry per image")
 
+    def __repr__(self) -> str:
+        return (
+            f"CelebADataset(split={self.split!r}, n={len(self)}, image_shape={self.image_shape}, "
+            f"attributes={len(self.attribute_names)})"
+        )
+
     def subset(self, index: Any) -> CelebADataset:
         """Return a copy holding only the selected samples, annotations included."""
         base = super().subset(index)

@@ -1,0 +1,395 @@
+"""Latent-space sections and the one-page HTML report of a run.
+
+A :class:`Section` is one figure with its numbers: what one ``vaekit``
+exploration command shows, and one part of ``report.html``. The section
+functions here are what the commands call, so a figure and its numbers are
+the same from the CLI, from a notebook and in the report.
+
+:func:`build_report` computes every section first, then writes
+``report.html`` (one self-contained page: figures embedded as base64 PNGs,
+the run's config and metrics) and ``report.json`` (the numbers), so a failure
+half-way leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vaekit import latent
+from vaekit import latent_plots as lp
+from vaekit.errors import ConfigError
+from vaekit.latent import LatentRun
+from vaekit.plots import DPI, plt
+from vaekit.rundir import atomic_write_text, read_metrics, write_json
+
+__all__ = [
+    "Section",
+    "arithmetic_section",
+    "build_report",
+    "class_means_section",
+    "figure_png",
+    "interpolation_section",
+    "latent_map_section",
+    "manifold_section",
+    "morph_section",
+    "render_html",
+    "transitions_section",
+    "traversal_section",
+]
+
+
+@dataclass
+class Section:
+    """One figure and the numbers measured with it."""
+
+    key: str  # stable identifier, e.g. "latent_map"
+    title: str
+    figure: Any  # matplotlib Figure
+    lines: list[str]  # the numbers, one readable line each (printed by the CLI)
+    metrics: dict[str, Any] = field(default_factory=dict)  # the same numbers, machine-readable
+    explanation: str = ""  # what the figure shows and how the numbers are defined
+
+
+def figure_png(fig) -> bytes:
+    """Render a figure to PNG bytes (same settings as :func:`vaekit.plots.save_figure`) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------
+# Sections
+
+
+def latent_map_section(run: LatentRun, projection: str = "auto", k: int = 5, seed: int = 0) -> Section:
+    """Issue item 1 and the class-separation number of item 10."""
+    result = latent.latent_map(run.codes, projection, k, seed)
+    sep = result.separation
+    lines = [sep.summary()]
+    lines += [f"overlap {a} / {b}: {100 * rate:.1f}% of their images get the other's k-NN vote"
+              for a, b, rate in sep.overlaps]
+    worst = sorted(sep.per_class.items(), key=lambda item: item[1])[:3]
+    lines.append("least separated classes: " + ", ".join(f"{name} {acc:.2f}" for name, acc in worst))
+    metrics = {"knn_accuracy": round(sep.accuracy, 4), "k": sep.k, "images": sep.n, "chance": round(sep.chance, 4),
+               "projection": result.projection.method,
+               "per_class_accuracy": {name: round(acc, 4) for name, acc in sep.per_class.items()},
+               "overlaps": [{"classes": [a, b], "rate": round(rate, 4)} for a, b, rate in sep.overlaps]}
+    explanation = (f"Each point is the posterior mean z_mean of one {run.split} image, coloured by its class; stars "
+                   f"are class centres. Class separation is the leave-one-out {sep.k}-nearest-neighbour accuracy of "
+                   f"z_mean in the full {run.codes.latent_dim}-D latent space: the fraction of images whose {sep.k} "
+                   "nearest other images mostly share their class. Overlap of two classes is the share of their "
+                   "images whose neighbours vote for the other one.")
+    return Section("latent_map", "Latent map", lp.latent_map_figure(result, run.split), lines, metrics, explanation)
+
+
+def manifold_section(run: LatentRun, grid: int = 20, n_reference: int = 2000, percentile: float = 95.0) -> Section:
+    """Issue item 2 with the hole fraction of item 10."""
+    if grid < 2:
+        raise ConfigError(f"--grid must be at least 2, got {grid}")
+    if n_reference < 2:
+        raise ConfigError(f"--reference-images must be at least 2, got {n_reference}")
+    z_data = run.codes.z_mean if run.model.latent_dim > 2 else None
+    if run.model.latent_dim < 2:
+        latent.latent_plane(run.model.latent_dim)  # raises the one-line error
+    result = latent.manifold(run.model, grid, z_data)
+    reconstructions = latent.decode(run.model, run.codes.z_mean[:n_reference])
+    holes = latent.find_holes(result.images, reconstructions, percentile)
+    lines = [f"plane: {result.description}; grid {grid} x {grid} from {result.u[0]:.2f} to {result.u[-1]:.2f}",
+             holes.summary()]
+    metrics = {"grid": grid, "hole_fraction": round(holes.fraction, 4), "holes": int(holes.mask.sum()),
+               "hole_threshold_rms": round(holes.threshold, 5), "reference_images": holes.n_reference,
+               "percentile": percentile}
+    explanation = ("Decoded images at grid points placed at quantiles of the N(0, 1) prior (the midpoints of equal-"
+                   "probability bins), so the grid covers where the prior puts its mass. A grid point is a hole "
+                   "(outlined in red) when its decoded image is farther, in RMS pixel distance, from every "
+                   f"reconstruction of {holes.n_reference:,} {run.split} images than {percentile:g}% of those "
+                   "reconstructions are from their own nearest neighbour: the decoder makes there an image unlike "
+                   "anything the data maps to.")
+    return Section("manifold", "Manifold", lp.manifold_figure(result, holes), lines, metrics, explanation)
+
+
+def class_means_section(run: LatentRun, refresh: bool = False) -> Section:
+    """Issue item 3; the vectors are in ``RUN/class_means.json`` afterwards."""
+    means = run.class_means(refresh=refresh)
+    images = latent.decode(run.model, np.nan_to_num(means.vectors))
+    lines = [f"class means of {int(means.counts.sum()):,} {means.split} images: {run.run_dir / latent.CLASS_MEANS_FILE}"]
+    if means.vectors.shape[1] <= 4:
+        lines += [f"{name}: ({', '.join(f'{v:.3f}' for v in vec)})"
+                  for name, vec, c in zip(means.class_names, means.vectors, means.counts) if c]
+    metrics = {"split": means.split, "count": int(means.counts.sum()),
+               "means": {n: [round(float(v), 5) for v in vec] for n, vec, c in
+                         zip(means.class_names, means.vectors, means.counts) if c}}
+    explanation = ("The mean z_mean of each class, decoded: the model's 'average' item of the class. The vectors are "
+                   f"saved in {latent.CLASS_MEANS_FILE} in the run directory and reused by interpolation, "
+                   "transitions and arithmetic without the dataset.")
+    return Section("class_means", "Class averages", lp.class_means_figure(means, images), lines, metrics, explanation)
+
+
+def _resolve_pair(run: LatentRun, source: str, target: str) -> tuple[int, int]:
+    return latent.resolve_class(source, run.class_names), latent.resolve_class(target, run.class_names)
+
+
+def _class_interpolation(run: LatentRun, means: latent.ClassMeans, pair: tuple[int, int], steps: int,
+                         method: str) -> latent.Interpolation:
+    a, b = pair
+    return latent.interpolate(run.model, means.vector(a), means.vector(b), steps, method,
+                              start=means.class_names[a], end=means.class_names[b])
+
+
+def _smoothness_metrics(result: latent.Interpolation) -> dict[str, Any]:
+    s = result.smoothness
+    return {"from": result.start, "to": result.end, "method": result.method,
+            "max_step_fraction": round(s.max_step_fraction, 4), "unevenness": round(s.unevenness, 3),
+            "max_step_at_x": round(s.max_step_at, 3), "frames_measured": s.frames}
+
+
+_SMOOTHNESS_TEXT = ("Smoothness is measured on {frames} evenly spaced frames along the path: the largest pixel change "
+                    "(L2 norm) between two consecutive frames as a fraction of the sum of all of them. "
+                    "{even:.1f}% would be a perfectly even transition; 100% a single jump.")
+
+
+def interpolation_section(run: LatentRun, source: str | None = None, target: str | None = None, steps: int = 6,
+                          method: str = "linear") -> Section:
+    """Issue item 4: one transition between two class averages."""
+    if (source is None) != (target is None):
+        raise ConfigError("give both --from and --to (or neither, for the report's first transition)")
+    pair = _resolve_pair(run, source, target) if source else latent.default_transition_pairs(run.class_names)[0]
+    latent.interpolation_weights(steps)  # validate before any work
+    result = _class_interpolation(run, run.class_means(), pair, steps, method)
+    lines = [f"{result.start} -> {result.end} ({result.method}, {steps} frames): {result.smoothness.summary()}"]
+    explanation = ("Frames decode x*z_to + (1-x)*z_from between the two class averages, x from 0 to 1 "
+                   "(linear), or along the great circle with linearly changing norm (slerp). "
+                   + _SMOOTHNESS_TEXT.format(frames=result.smoothness.frames, even=100 * result.smoothness.even_fraction))
+    return Section("interpolation", f"Interpolation {result.start} to {result.end}", lp.interpolation_figure(result),
+                   lines, _smoothness_metrics(result), explanation)
+
+
+def transitions_section(run: LatentRun, pairs: Sequence[tuple[str, str]] | None = None, steps: int = 6,
+                        method: str = "linear") -> Section:
+    """Issue item 5: the report's transitions, one row each."""
+    ids = ([_resolve_pair(run, a, b) for a, b in pairs] if pairs else latent.default_transition_pairs(run.class_names))
+    if not ids:
+        raise ConfigError("transitions need at least two classes")
+    latent.interpolation_weights(steps)
+    means = run.class_means()
+    results = [_class_interpolation(run, means, pair, steps, method) for pair in ids]
+    lines = [f"{r.start} -> {r.end}: {r.smoothness.summary()}" for r in results]
+    smoothest = min(results, key=lambda r: r.smoothness.max_step_fraction)
+    roughest = max(results, key=lambda r: r.smoothness.max_step_fraction)
+    lines.append(f"smoothest: {smoothest.start} -> {smoothest.end}; least smooth: {roughest.start} -> {roughest.end}")
+    explanation = ("The transitions of the Fashion-MNIST report between class averages (for other datasets: between "
+                   "consecutive classes). "
+                   + _SMOOTHNESS_TEXT.format(frames=results[0].smoothness.frames,
+                                             even=100 * results[0].smoothness.even_fraction))
+    return Section("transitions", "Transitions", lp.transitions_figure(results), lines,
+                   {"transitions": [_smoothness_metrics(r) for r in results]}, explanation)
+
+
+def morph_section(run: LatentRun, image_a: str = "test:0", image_b: str = "test:1", steps: int = 7,
+                  method: str = "linear", invert: bool = False) -> Section:
+    """Issue item 6: two images (files or ``split:index``) encoded, blended and decoded."""
+    latent.interpolation_weights(steps)
+    (first, label_a), (second, label_b) = run.image(image_a, invert), run.image(image_b, invert)
+    result = latent.morph(run.model, first, second, steps, method, labels=(label_a, label_b))
+    lines = [f"morph {label_a} -> {label_b} ({method}): {result.interpolation.smoothness.summary()}"]
+    explanation = ("Both images are converted to the model's size and channels, encoded to z_mean, interpolated and "
+                   "decoded; the framed middle frame (x = 0.5, when shown) is the two images merged. "
+                   + _SMOOTHNESS_TEXT.format(frames=result.interpolation.smoothness.frames,
+                                             even=100 * result.interpolation.smoothness.even_fraction))
+    metrics = {"a": label_a, "b": label_b, **_smoothness_metrics(result.interpolation)}
+    return Section("morph", "Morph and merge", lp.morph_figure(result, (label_a, label_b)), lines, metrics,
+                   explanation)
+
+
+def traversal_section(run: LatentRun, reference: str = "mean", steps: int = 9, span: float = 3.0,
+                      max_dims: int = 10, invert: bool = False) -> Section:
+    """Issue item 7: each latent coordinate swept over [-span, span], highest-KL first."""
+    if span <= 0:
+        raise ConfigError(f"--span must be positive, got {span}")
+    if max_dims < 1:
+        raise ConfigError(f"--dims must be at least 1, got {max_dims}")
+    point, label = _reference_point(run, reference, invert)
+    kl = latent.mean_kl_per_dimension(run.codes.z_mean, run.codes.z_log_var)
+    result = latent.traverse(run.model, point, steps=steps, span=span, kl=kl, max_dims=max_dims)
+    active = int((kl > 0.01).sum())
+    lines = [f"{active} of {len(kl)} latent dimensions carry more than 0.01 nats of KL; showing {len(result.dims)}"]
+    lines += [f"z[{d}]: KL {kl[d]:.3f} nats, image change {c:.3f}" for d, c in zip(result.dims, result.change)]
+    metrics = {"reference": label, "span": span, "kl_per_dim": [round(float(v), 4) for v in kl],
+               "shown_dims": result.dims.tolist(), "change": [round(float(c), 4) for c in result.change]}
+    explanation = (f"Each row sets one latent coordinate to the values on top ([-{span:g}, {span:g}]) and holds the "
+                   f"others at the {label}. Rows are ordered by the coordinate's mean KL to the prior over the "
+                   f"{run.split} images: coordinates with KL near 0 are unused and change nothing. 'change' is the "
+                   "summed RMS pixel change along the row. A disentangled model changes one visual factor per row.")
+    return Section("traversals", "Latent traversals", lp.traversal_figure(result, label), lines, metrics, explanation)
+
+
+def _reference_point(run: LatentRun, reference: str, invert: bool) -> tuple[np.ndarray, str]:
+    if reference == "zero":
+        return np.zeros(run.model.latent_dim, np.float32), "prior mean (zero)"
+    if reference == "mean":
+        return run.codes.z_mean.mean(0), f"mean z_mean of the {run.split} images"
+    image, label = run.image(reference, invert)
+    z, _ = latent.encode(run.model, image[None])
+    return z[0], f"z_mean of {label}"
+
+
+def arithmetic_section(run: LatentRun, source: str = "shirt", target: str = "dress",
+                       images: Sequence[str] | None = None, n: int = 4, strength: float = 1.0,
+                       invert: bool = False, k: int = 5) -> Section:
+    """Issue item 8: ``z(image) - mean(source) + mean(target)``, with how often the result reads as the target."""
+    a, b = _resolve_pair(run, source, target)
+    if n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
+    if images:
+        loaded = [run.image(ref, invert) for ref in images]
+        inputs, labels = np.stack([image for image, _ in loaded]), [label for _, label in loaded]
+    else:
+        inputs, labels = run.first_of_class(a, n)
+    means = run.class_means()
+    result = latent.class_arithmetic(run.model, inputs, means, a, b, strength, run.codes, k)
+    target_name = means.class_names[b]
+    hits = int((result.read_as == b).sum())
+    lines = [f"{hits} of {len(inputs)} results read as {target_name} by {k}-NN on z_mean of the re-encoded image"]
+    lines += [f"{label}: read as {run.class_names[int(c)]}" for label, c in zip(labels, result.read_as)]
+    metrics = {"from": result.from_class, "to": target_name, "strength": strength, "images": labels,
+               "read_as": [run.class_names[int(c)] for c in result.read_as], "hit_rate": round(hits / len(inputs), 4)}
+    explanation = (f"Each image's z_mean moved by mean({result.from_class}) to mean({target_name}) and decoded. "
+                   f"'read as' is the class the {k}-NN classifier of the latent map gives the result after encoding it "
+                   "again: it measures whether the result became the target class, in the model's own eyes.")
+    return Section("arithmetic", "Latent arithmetic", lp.arithmetic_figure(result, labels, run.class_names), lines,
+                   metrics, explanation)
+
+
+# ----------------------------------------------------------------------------
+# The report
+
+
+def build_report(run: LatentRun, output: str | os.PathLike | None = None, projection: str = "auto",
+                 grid: int = 20, steps: int = 6, method: str = "linear", progress=None) -> tuple[Path, Path]:
+    """Compute every section and write a self-contained ``report.html`` and its numbers as ``report.json``.
+
+    Sections a run cannot have (a manifold of a 1-D latent) are skipped with a
+    note. Returns the paths of the HTML page and the JSON file.
+    """
+    output = Path(output) if output is not None else run.run_dir / "report.html"
+    say = progress or (lambda message: None)
+    sections, notes = [], []
+    pairs = latent.default_transition_pairs(run.class_names)
+    morph_a, morph_b = _morph_examples(run, pairs[0])
+    builders = [
+        ("latent map", lambda: latent_map_section(run, projection)),
+        ("manifold", lambda: manifold_section(run, grid)),
+        ("class averages", lambda: class_means_section(run)),
+        ("interpolation", lambda: interpolation_section(run, *(run.class_names[i] for i in pairs[0]), steps, method)),
+        ("transitions", lambda: transitions_section(run, None, steps, method)),
+        ("morph", lambda: morph_section(run, morph_a, morph_b, 7, method)),
+        ("traversals", lambda: traversal_section(run)),
+        ("arithmetic", lambda: arithmetic_section(run, *_arithmetic_pair(run))),
+    ]
+    for name, build in builders:
+        say(f"computing {name}")
+        try:
+            sections.append(build())
+        except ConfigError as error:
+            if run.model.latent_dim >= 2:
+                raise
+            notes.append(f"{name}: not available ({error})")
+    rendered = [(section, figure_png(section.figure)) for section in sections]
+    page = render_html(run, rendered, notes)
+    numbers = {"run": str(run.run_dir), "split": run.split, "images": len(run.dataset),
+               "sections": {s.key: s.metrics for s in sections}, "notes": notes}
+    json_path = output.with_suffix(".json")
+    atomic_write_text(output, page)
+    write_json(json_path, numbers)
+    return output, json_path
+
+
+def _morph_examples(run: LatentRun, pair: tuple[int, int]) -> tuple[str, str]:
+    """The first images of the two classes of ``pair``, as ``split:index`` references."""
+    labels = run.dataset.labels.numpy()
+    refs = []
+    for c in pair:
+        found = np.flatnonzero(labels == c)
+        refs.append(f"{run.split}:{int(found[0]) if found.size else len(refs)}")
+    return refs[0], refs[1]
+
+
+def _arithmetic_pair(run: LatentRun) -> tuple[str, str]:
+    try:
+        latent.resolve_class("shirt", run.class_names), latent.resolve_class("dress", run.class_names)
+        return "shirt", "dress"  # the issue's "turn this shirt into a dress"
+    except ConfigError:
+        return run.class_names[0], run.class_names[min(1, len(run.class_names) - 1)]
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+ul.numbers { background: #f6f8fa; padding: 0.8em 1em 0.8em 2em; border-radius: 4px; }
+p.explain { color: #444; font-size: 0.95em; }
+table { border-collapse: collapse; font-size: 0.85em; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
+th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.8em; }
+nav a { margin-right: 1em; } .note { color: #a33; }
+"""
+
+
+def render_html(run: LatentRun, rendered: Sequence[tuple[Section, bytes]], notes: Sequence[str] = ()) -> str:
+    """The report page: summary, one part per section (embedded PNG, numbers, explanation), metrics, config."""
+    esc = html.escape
+    config = run.config
+    title = f"vaekit latent-space report: {run.run_dir.name}"
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{esc(title)}</title>\n"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>{esc(title)}</h1>",
+             f"<p>{esc(_run_summary(run))}</p>",
+             "<nav>" + "".join(f'<a href="#{esc(s.key)}">{esc(s.title)}</a>' for s, _ in rendered)
+             + '<a href="#metrics">Training metrics</a><a href="#config">Config</a></nav>']
+    parts += [f'<p class="note">{esc(note)}</p>' for note in notes]
+    parts.append("<h2>Measured</h2><ul class=\"numbers\">"
+                 + "".join(f"<li><b>{esc(s.title)}</b>: {esc(s.lines[0])}</li>" for s, _ in rendered if s.lines)
+                 + "</ul>")
+    for section, png in rendered:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<h2 id="{esc(section.key)}">{esc(section.title)}</h2>'
+                     f'<figure><img alt="{esc(section.title)}" src="data:image/png;base64,{data}"></figure>'
+                     '<ul class="numbers">' + "".join(f"<li>{esc(line)}</li>" for line in section.lines) + "</ul>"
+                     f'<p class="explain">{esc(section.explanation)}</p>')
+    parts.append('<h2 id="metrics">Training metrics</h2>' + _metrics_table(run))
+    parts.append('<h2 id="config">Config</h2><pre>' + esc(json.dumps(config, indent=2)) + "</pre>")
+    parts.append(f"<p><small>Generated by vaekit on {esc(time.strftime('%Y-%m-%d %H:%M'))}.</small></p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _run_summary(run: LatentRun) -> str:
+    config = run.config
+    train = config.get("train") or {}
+    rows = read_metrics(run.run_dir)
+    text = (f"{config.get('arch', '?')} with a {run.model.latent_dim}-D latent space, beta {train.get('beta', '?')}, "
+            f"trained on {(config.get('dataset') or {}).get('name', '?')} for {config.get('epochs_done', '?')} epochs")
+    if rows and rows[-1].get("test_elbo"):
+        text += f" (test -ELBO {float(rows[-1]['test_elbo']):.2f} nats per image)"
+    return text + f". Figures and numbers use the first {len(run.dataset):,} images of the {run.split} split."
+
+
+def _metrics_table(run: LatentRun) -> str:
+    rows = read_metrics(run.run_dir)
+    if not rows:
+        return "<p>No metrics.csv in the run directory.</p>"
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in rows[0])
+    body = "".join("<tr>" + "".join(f'<td class="num">{html.escape(str(value))}</td>' for value in row.values())
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
