@@ -12,10 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-import vaekit.plots  # noqa: F401  (selects the non-interactive backend before pyplot loads)
-import matplotlib.pyplot as plt  # noqa: E402
 from vaekit.latent import Arithmetic, ClassMeans, Holes, Interpolation, LatentMap, Manifold, Morph, Traversal
-from vaekit.plots import show_image, to_display
+from vaekit.plots import plt, show_image, to_display  # vaekit.plots selects the file-only backend
 
 __all__ = [
     "arithmetic_figure",
@@ -54,7 +52,7 @@ def image_rows_figure(
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     title_lines = max((t.count("\n") + 1 for titles in cell_titles or [] for t in titles), default=0)
     width = cell * n_cols + (label_width if row_labels else 0.2)
-    height = (cell + 0.16 * title_lines) * n_rows + (0.55 if suptitle else 0.1)
+    height = (cell + 0.2 * title_lines) * n_rows + (0.55 if suptitle else 0.1)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False)
     for r, images in enumerate(rows):
         shown = to_display(np.asarray(images))
@@ -150,7 +148,7 @@ def manifold_figure(result: Manifold, holes: Holes | None = None):
     title = f"Manifold: {result.description}\n{n} x {m} grid at prior quantiles"
     if holes is not None:
         for r, c in zip(*np.nonzero(holes.mask)):
-            ax.add_patch(plt.Rectangle((c * w - 0.5, r * h - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.2))
+            ax.add_patch(plt.Rectangle((c * w - 0.5, r * h - 0.5), w, h, fill=False, edgecolor="red", linewidth=1.0))
         title += f"; holes (red): {int(holes.mask.sum())} of {holes.mask.size} ({100 * holes.fraction:.1f}%)"
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -226,7 +224,7 @@ def morph_figure(result: Morph, labels: tuple[str, str] = ("A", "B")):
 
 def traversal_figure(result: Traversal, reference_label: str = "reference point"):
     """One row per latent coordinate swept over its values; rows labelled with KL and change."""
-    titles = [[f"{v:+.2g}" for v in result.values]] + [[] for _ in result.dims[1:]]
+    titles = [[f"{v:+.3g}" for v in result.values]] + [[] for _ in result.dims[1:]]
     labels = []
     for i, d in enumerate(result.dims):
         label = f"z[{d}]"
@@ -243,20 +241,22 @@ def traversal_figure(result: Traversal, reference_label: str = "reference point"
 def arithmetic_figure(result: Arithmetic, labels: Sequence[str] | None = None,
                       class_names: Sequence[str] | None = None):
     """Per image: input, reconstruction and ``z - mean(from) + mean(to)`` decoded (with its k-NN reading)."""
-    op = f"- {result.from_class}\n+ {result.to_class}"
-    if result.strength != 1.0:
-        op = f"- {result.strength:g} {result.from_class}\n+ {result.strength:g} {result.to_class}"
+    factor = "" if result.strength == 1.0 else f"{result.strength:g} "
+    op = f"- {factor}{result.from_class} + {factor}{result.to_class}"
     rows, titles = [], []
     for i in range(len(result.inputs)):
         rows.append(np.stack([result.inputs[i], result.reconstructions[i], result.results[i]]))
         read = ""
         if result.read_as is not None and class_names is not None:
             read = f"\nread as {class_names[int(result.read_as[i])]}"
+        else:
+            read = "\n"
         titles.append([f"input\n{labels[i] if labels else ''}", "reconstruction\n", op + read])
     hits = ""
     if result.read_as is not None and class_names is not None:
         target = list(class_names).index(result.to_class)
-        hits = f"\n{int((result.read_as == target).sum())} of {len(result.read_as)} results read as {result.to_class} by k-NN"
+        hits = (f"\n{int((result.read_as == target).sum())} of {len(result.read_as)} results read as "
+                f"{result.to_class} by k-NN")
     suptitle = f"Latent arithmetic: z(image) - mean({result.from_class}) + mean({result.to_class}){hits}"
     return _arithmetic_grid(rows, titles, suptitle)
 

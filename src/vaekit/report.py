@@ -74,6 +74,9 @@ def figure_png(fig) -> bytes:
 
 def latent_map_section(run: LatentRun, projection: str = "auto", k: int = 5, seed: int = 0) -> Section:
     """Issue item 1 and the class-separation number of item 10."""
+    if run.model.latent_dim < 2:
+        raise ConfigError(f"latent-map needs a latent space of at least 2 dimensions; this run has "
+                          f"{run.model.latent_dim}")
     result = latent.latent_map(run.codes, projection, k, seed)
     sep = result.separation
     lines = [sep.summary()]
@@ -105,8 +108,8 @@ def manifold_section(run: LatentRun, grid: int = 20, n_reference: int = 2000, pe
     result = latent.manifold(run.model, grid, z_data)
     reconstructions = latent.decode(run.model, run.codes.z_mean[:n_reference])
     holes = latent.find_holes(result.images, reconstructions, percentile)
-    lines = [f"plane: {result.description}; grid {grid} x {grid} from {result.u[0]:.2f} to {result.u[-1]:.2f}",
-             holes.summary()]
+    lines = [holes.summary(),
+             f"plane: {result.description}; grid {grid} x {grid} from {result.u[0]:.2f} to {result.u[-1]:.2f}"]
     metrics = {"grid": grid, "hole_fraction": round(holes.fraction, 4), "holes": int(holes.mask.sum()),
                "hole_threshold_rms": round(holes.threshold, 5), "reference_images": holes.n_reference,
                "percentile": percentile}
@@ -123,7 +126,8 @@ def class_means_section(run: LatentRun, refresh: bool = False) -> Section:
     """Issue item 3; the vectors are in ``RUN/class_means.json`` afterwards."""
     means = run.class_means(refresh=refresh)
     images = latent.decode(run.model, np.nan_to_num(means.vectors))
-    lines = [f"class means of {int(means.counts.sum()):,} {means.split} images: {run.run_dir / latent.CLASS_MEANS_FILE}"]
+    lines = [f"class means of {int(means.counts.sum()):,} {means.split} images: "
+             f"{run.run_dir / latent.CLASS_MEANS_FILE}"]
     if means.vectors.shape[1] <= 4:
         lines += [f"{name}: ({', '.join(f'{v:.3f}' for v in vec)})"
                   for name, vec, c in zip(means.class_names, means.vectors, means.counts) if c]
@@ -134,6 +138,15 @@ def class_means_section(run: LatentRun, refresh: bool = False) -> Section:
                    f"saved in {latent.CLASS_MEANS_FILE} in the run directory and reused by interpolation, "
                    "transitions and arithmetic without the dataset.")
     return Section("class_means", "Class averages", lp.class_means_figure(means, images), lines, metrics, explanation)
+
+
+def _check_path_options(run: LatentRun, steps: int, method: str) -> None:
+    """Validate interpolation options before any work (and before the class means are cached)."""
+    latent.interpolation_weights(steps)
+    if method not in latent.METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(latent.METHODS)}, got {method!r}")
+    if method == "slerp" and run.model.latent_dim < 2:
+        raise ConfigError("slerp needs a latent space of at least 2 dimensions; this run has 1: use --method linear")
 
 
 def _resolve_pair(run: LatentRun, source: str, target: str) -> tuple[int, int]:
@@ -165,12 +178,13 @@ def interpolation_section(run: LatentRun, source: str | None = None, target: str
     if (source is None) != (target is None):
         raise ConfigError("give both --from and --to (or neither, for the report's first transition)")
     pair = _resolve_pair(run, source, target) if source else latent.default_transition_pairs(run.class_names)[0]
-    latent.interpolation_weights(steps)  # validate before any work
+    _check_path_options(run, steps, method)
     result = _class_interpolation(run, run.class_means(), pair, steps, method)
     lines = [f"{result.start} -> {result.end} ({result.method}, {steps} frames): {result.smoothness.summary()}"]
     explanation = ("Frames decode x*z_to + (1-x)*z_from between the two class averages, x from 0 to 1 "
                    "(linear), or along the great circle with linearly changing norm (slerp). "
-                   + _SMOOTHNESS_TEXT.format(frames=result.smoothness.frames, even=100 * result.smoothness.even_fraction))
+                   + _SMOOTHNESS_TEXT.format(frames=result.smoothness.frames,
+                                             even=100 * result.smoothness.even_fraction))
     return Section("interpolation", f"Interpolation {result.start} to {result.end}", lp.interpolation_figure(result),
                    lines, _smoothness_metrics(result), explanation)
 
@@ -181,7 +195,7 @@ def transitions_section(run: LatentRun, pairs: Sequence[tuple[str, str]] | None 
     ids = ([_resolve_pair(run, a, b) for a, b in pairs] if pairs else latent.default_transition_pairs(run.class_names))
     if not ids:
         raise ConfigError("transitions need at least two classes")
-    latent.interpolation_weights(steps)
+    _check_path_options(run, steps, method)
     means = run.class_means()
     results = [_class_interpolation(run, means, pair, steps, method) for pair in ids]
     lines = [f"{r.start} -> {r.end}: {r.smoothness.summary()}" for r in results]
@@ -199,7 +213,7 @@ def transitions_section(run: LatentRun, pairs: Sequence[tuple[str, str]] | None 
 def morph_section(run: LatentRun, image_a: str = "test:0", image_b: str = "test:1", steps: int = 7,
                   method: str = "linear", invert: bool = False) -> Section:
     """Issue item 6: two images (files or ``split:index``) encoded, blended and decoded."""
-    latent.interpolation_weights(steps)
+    _check_path_options(run, steps, method)
     (first, label_a), (second, label_b) = run.image(image_a, invert), run.image(image_b, invert)
     result = latent.morph(run.model, first, second, steps, method, labels=(label_a, label_b))
     lines = [f"morph {label_a} -> {label_b} ({method}): {result.interpolation.smoothness.summary()}"]
@@ -261,12 +275,24 @@ def arithmetic_section(run: LatentRun, source: str = "shirt", target: str = "dre
     target_name = means.class_names[b]
     hits = int((result.read_as == b).sum())
     lines = [f"{hits} of {len(inputs)} results read as {target_name} by {k}-NN on z_mean of the re-encoded image"]
-    lines += [f"{label}: read as {run.class_names[int(c)]}" for label, c in zip(labels, result.read_as)]
     metrics = {"from": result.from_class, "to": target_name, "strength": strength, "images": labels,
                "read_as": [run.class_names[int(c)] for c in result.read_as], "hit_rate": round(hits / len(inputs), 4)}
+    if not images:
+        # Four pictures are an anecdote: measure the rate on every image of the class too.
+        everything, _ = run.first_of_class(a, len(run.dataset))
+        rate, baseline = (float(np.mean(latent.class_arithmetic(run.model, everything, means, a, b, s, run.codes,
+                                                                k).read_as == b)) for s in (strength, 0.0))
+        lines.insert(0, f"{100 * rate:.1f}% of all {len(everything):,} {run.split} {result.from_class} images read as "
+                        f"{target_name} after the arithmetic, {100 * baseline:.1f}% before "
+                        f"({k}-NN on z_mean of the re-encoded decoding)")
+        metrics.update(class_hit_rate=round(rate, 4), class_baseline_rate=round(baseline, 4),
+                       class_images=len(everything))
+    lines += [f"{label}: read as {run.class_names[int(c)]}" for label, c in zip(labels, result.read_as)]
     explanation = (f"Each image's z_mean moved by mean({result.from_class}) to mean({target_name}) and decoded. "
                    f"'read as' is the class the {k}-NN classifier of the latent map gives the result after encoding it "
-                   "again: it measures whether the result became the target class, in the model's own eyes.")
+                   "again: it measures whether the result became the target class, in the model's own eyes. Over "
+                   "all images of the class, the rate after the arithmetic is compared with the rate before it (the "
+                   "plain reconstructions, which are rarely read as the target).")
     return Section("arithmetic", "Latent arithmetic", lp.arithmetic_figure(result, labels, run.class_names), lines,
                    metrics, explanation)
 
@@ -286,7 +312,7 @@ def build_report(run: LatentRun, output: str | os.PathLike | None = None, projec
     say = progress or (lambda message: None)
     sections, notes = [], []
     pairs = latent.default_transition_pairs(run.class_names)
-    morph_a, morph_b = _morph_examples(run, pairs[0])
+    morph_a, morph_b = _morph_examples(run, pairs[-1])  # another pair than the interpolation's
     builders = [
         ("latent map", lambda: latent_map_section(run, projection)),
         ("manifold", lambda: manifold_section(run, grid)),
@@ -343,7 +369,7 @@ p.explain { color: #444; font-size: 0.95em; }
 table { border-collapse: collapse; font-size: 0.85em; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
 th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.8em; }
-nav a { margin-right: 1em; } .note { color: #a33; }
+nav a { margin-right: 1em; } .note { color: #a33; } div.wide { overflow-x: auto; }
 """
 
 
@@ -392,4 +418,4 @@ def _metrics_table(run: LatentRun) -> str:
     head = "".join(f"<th>{html.escape(name)}</th>" for name in rows[0])
     body = "".join("<tr>" + "".join(f'<td class="num">{html.escape(str(value))}</td>' for value in row.values())
                    + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<div class="wide"><table><tr>{head}</tr>{body}</table></div>'

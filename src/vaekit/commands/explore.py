@@ -159,7 +159,8 @@ def _common(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def _interpolation_options(parser: argparse.ArgumentParser, steps: int) -> None:
-    parser.add_argument("--steps", type=_positive_int, default=steps, help=f"frames, both ends included (default {steps})")
+    parser.add_argument("--steps", type=_positive_int, default=steps,
+                        help=f"frames, both ends included (default {steps})")
     parser.add_argument("--method", choices=("linear", "slerp"), default="linear",
                         help="linear (default, as in the report) or slerp (spherical, for large latents)")
 
