@@ -29,9 +29,9 @@ COMMAND_MODULES = (
 )
 
 
-def add_output_option(parser: argparse.ArgumentParser, default_name: str) -> None:
+def add_output_option(parser: argparse.ArgumentParser, default_name: str, what: str = "figure") -> None:
     parser.add_argument("-o", "--output", type=Path, default=None,
-                        help=f"where to write the figure (default: RUN/{default_name})")
+                        help=f"where to write the {what} (default: RUN/{default_name})")
 
 
 def output_path(args: argparse.Namespace, default_name: str) -> Path:
@@ -153,8 +153,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -176,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.set_defaults(func=cmd_train, parser_defaults=vars(train_parser.parse_args([])))
 
     demo = commands.add_parser("demo", help="train the seed Fashion-MNIST model for a few epochs (about 3 min on 2 CPU cores)")
-    demo.add_argument("--epochs", type=_positive_int, default=3)
+    demo.add_argument("--epochs", type=positive_int, default=3)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--data-dir", default=None)
     demo.add_argument("--out", type=Path, default=None, help="run directory (default: runs/demo-DATE-TIME)")
@@ -185,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reconstruct = commands.add_parser("reconstruct", help="'prediction from dataset' figure of a run")
     reconstruct.add_argument("run", type=Path)
-    reconstruct.add_argument("-n", type=_positive_int, default=10, help="number of images")
+    reconstruct.add_argument("-n", type=positive_int, default=10, help="number of images")
     reconstruct.add_argument("--split", default="test")
     reconstruct.add_argument("--dataset", default=None, help="default: the run's dataset")
     reconstruct.add_argument("--data-dir", default=None)
@@ -195,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="'random point in the latent space' figure of a run")
     sample.add_argument("run", type=Path)
-    sample.add_argument("-n", type=_positive_int, default=64, help="number of samples")
+    sample.add_argument("-n", type=positive_int, default=64, help="number of samples")
     sample.add_argument("--seed", type=int, default=0)
     add_output_option(sample, "samples.png")
     sample.set_defaults(func=cmd_sample)

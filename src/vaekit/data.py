@@ -262,12 +262,20 @@ class ImageDataset:
                 f"class id {cls} is out of range for dataset {self.name!r} "
                 f"(0..{len(self.class_names) - 1})"
             )
-        if isinstance(cls, str) and cls in self.class_names:
-            return self.class_names.index(cls)
+        if isinstance(cls, str):
+            # Case, spaces and punctuation do not matter: "bag", "Bag", "ankle-boot".
+            wanted = _class_key(cls)
+            for class_id, name in enumerate(self.class_names):
+                if _class_key(name) == wanted:
+                    return class_id
         raise ConfigError(
             f"unknown class {cls!r} for dataset {self.name!r}; choose from: "
             + ", ".join(self.class_names)
         )
+
+
+def _class_key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 def _as_index(index: Index) -> slice | torch.Tensor:

@@ -24,10 +24,10 @@ DPI = 120
 
 def to_display(images: torch.Tensor | np.ndarray) -> np.ndarray:
     """``(N, C, H, W)`` values in [0, 1] (or uint8) -> ``(N, H, W)`` or ``(N, H, W, 3)`` floats."""
-    array = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if array.dtype == np.uint8:
         array = array.astype(np.float32) / 255.0
-    array = np.clip(array, 0.0, 1.0)
+    array = np.clip(array.astype(np.float32), 0.0, 1.0)
     return array[:, 0] if array.shape[1] == 1 else array.transpose(0, 2, 3, 1)
 
 
