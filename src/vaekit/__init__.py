@@ -16,6 +16,10 @@ from vaekit.models import ARCHITECTURES, VAE, ArchSpec, ConvLayer, build_model  
 from vaekit.rundir import load  # noqa: E402
 from vaekit.training import TrainConfig, TrainResult, train  # noqa: E402
 
+# Importing these registers the "celeba" and "folder:PATH" datasets.
+import vaekit.celeba  # noqa: E402,F401
+import vaekit.folder  # noqa: E402,F401
+
 __all__ = [
     "ARCHITECTURES",
     "ArchSpec",

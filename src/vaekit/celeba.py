@@ -38,9 +38,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vaekit.data import ImageDataset, register_dataset, user_cache_dir
+from vaekit.data import register_dataset, user_cache_dir
 from vaekit.errors import ConfigError, DataError
-from vaekit.folder import ImageTransform, cached_images, report_once
+from vaekit.folder import FileImageDataset, ImageTransform, cached_images, report_once
 
 __all__ = [
     "CELEBA_ATTRIBUTES",
@@ -88,11 +88,12 @@ _SPLITS = ("train", "val", "test", "all")
 # ---------------------------------------------------------------------------
 
 
-@dataclass(eq=False, repr=False)  # the base class's repr and identity equality
-class CelebADataset(ImageDataset):
-    """An :class:`~vaekit.data.ImageDataset` that also carries CelebA's annotations.
+@dataclass(eq=False, repr=False)  # keep the base class's identity equality
+class CelebADataset(FileImageDataset):
+    """A :class:`~vaekit.folder.FileImageDataset` that also carries CelebA's annotations.
 
     Labels are all 0 (one class, ``"face"``): CelebA has no classes.
+    ``filenames`` holds each image's file, e.g. ``"000002.jpg"``.
 
     Attributes
     ----------
@@ -104,14 +105,11 @@ class CelebADataset(ImageDataset):
     identities : torch.Tensor
         int64 ``(N,)`` CelebA person ids, -1 when ``identity_CelebA.txt`` is
         absent.
-    filenames : tuple of str
-        Source file of each image, e.g. ``"000002.jpg"``.
     """
 
     attributes: torch.Tensor | None = None
     attribute_names: tuple[str, ...] = ()
     identities: torch.Tensor | None = None
-    filenames: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,13 +119,12 @@ class CelebADataset(ImageDataset):
         if self.identities is None:
             self.identities = torch.full((n,), -1, dtype=torch.int64)
         self.attribute_names = tuple(self.attribute_names)
-        self.filenames = tuple(self.filenames)
         where = f"dataset {self.name!r} ({self.split})"
         if tuple(self.attributes.shape) != (n, len(self.attribute_names)):
             raise DataError(f"{where}: attributes must have shape {(n, len(self.attribute_names))}, "
                             f"got {tuple(self.attributes.shape)}")
-        if len(self.identities) != n or (self.filenames and len(self.filenames) != n):
-            raise DataError(f"{where}: identities and filenames must have one entry per image")
+        if len(self.identities) != n:
+            raise DataError(f"{where}: expected {n} identities, got {len(self.identities)}")
 
     def __repr__(self) -> str:
         return (
@@ -135,21 +132,13 @@ class CelebADataset(ImageDataset):
             f"attributes={len(self.attribute_names)})"
         )
 
-    def subset(self, index: Any) -> CelebADataset:
-        """Return a copy holding only the selected samples, annotations included."""
-        base = super().subset(index)
-        picked = torch.arange(len(self))[_as_index(index)]
-        return CelebADataset(
-            images=base.images,
-            labels=base.labels,
-            class_names=base.class_names,
-            name=base.name,
-            split=base.split,
-            attributes=self.attributes[picked].clone(),
-            attribute_names=self.attribute_names,
-            identities=self.identities[picked].clone(),
-            filenames=tuple(self.filenames[int(i)] for i in picked) if self.filenames else (),
-        )
+    def _per_image(self, picked: torch.Tensor) -> dict[str, Any]:
+        return {
+            **super()._per_image(picked),
+            "attributes": self.attributes[picked].clone(),
+            "attribute_names": self.attribute_names,
+            "identities": self.identities[picked].clone(),
+        }
 
     def attribute(self, name: str) -> torch.Tensor:
         """Boolean ``(N,)`` mask of the images that have attribute ``name`` (any case)."""
@@ -169,10 +158,6 @@ def attribute_index(names: Sequence[str], name: str, dataset: str = _NAME) -> in
     if key in lowered:
         return lowered.index(key)
     raise ConfigError(f"--attr: unknown attribute {name!r} for dataset {dataset!r}; choose one of: {', '.join(names)}")
-
-
-def _as_index(index: Any) -> slice | torch.Tensor:
-    return index if isinstance(index, slice) else torch.as_tensor(np.asarray(index))
 
 
 # ---------------------------------------------------------------------------

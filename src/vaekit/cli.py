@@ -42,8 +42,8 @@ def output_path(args: argparse.Namespace, default_name: str) -> Path:
 # train / demo
 
 
-def _add_training_options(parser: argparse.ArgumentParser, defaults) -> None:
-    parser.add_argument("--dataset", default=defaults.dataset, help="fashion-mnist (default) or shapes")
+def add_training_options(parser: argparse.ArgumentParser, defaults) -> None:
+    parser.add_argument("--dataset", default=defaults.dataset, help="fashion-mnist (default), shapes, celeba, or folder:PATH")
     parser.add_argument("--arch", default=defaults.arch, help="fashion28 (default) or nn3-128")
     parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim,
                         help="latent size (default: the architecture's, 2 for fashion28)")
@@ -75,7 +75,7 @@ _TRAIN_FIELDS = ("dataset", "arch", "latent_dim", "beta", "epochs", "batch_size"
                  "precision", "channels_last", "compile")
 
 
-def _train_config(args: argparse.Namespace):
+def train_config_from_args(args: argparse.Namespace):
     from vaekit.training import TrainConfig
 
     return TrainConfig(**{name: getattr(args, name) for name in _TRAIN_FIELDS})
@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if args.out is None:
             raise VaekitError("--out: give a run directory for the new run (or --resume RUN)")
-        result = train(_train_config(args), out=args.out, progress=not args.quiet)
+        result = train(train_config_from_args(args), out=args.out, progress=not args.quiet)
     _print_run_summary(result)
     return 0
 
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train_parser = commands.add_parser("train", help="train a VAE into a run directory")
-    _add_training_options(train_parser, TrainConfig())
+    add_training_options(train_parser, TrainConfig())
     train_parser.add_argument("--out", type=Path, help="new run directory")
     train_parser.add_argument("--resume", type=Path, metavar="RUN",
                               help="continue an interrupted run (optionally with a larger --epochs)")

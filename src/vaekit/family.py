@@ -407,6 +407,7 @@ def save_rate_distortion(metrics: Sequence[MemberMetrics], path: str | Path, tit
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)), nats per image")
     ax.set_ylabel("distortion: reconstruction error, nats per image")
     ax.set_title(title or "Rate-distortion of the β family (test split)", fontsize=11)
+    ax.ticklabel_format(useOffset=False, style="plain")  # show nats, not "+3.39e4" offsets
     ax.grid(alpha=0.3)
     ax.margins(x=0.18, y=0.15)  # room for the labels of the extreme points
     fig.tight_layout()
@@ -436,9 +437,10 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1280px; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.35em 0.7em; text-align: right; }
-th { background: #f2f2f2; } td.name { text-align: left; font-family: monospace; }
+th { background: #f2f2f2; } .name { text-align: left; } td.name { font-family: monospace; }
 .pair { display: flex; gap: 1.5em; align-items: flex-start; flex-wrap: wrap; }
-.pair figure { flex: 1 1 45%; margin: 0; min-width: 320px; }
+.pair figure { margin: 0; min-width: 320px; }
+.pair figure:first-child { flex: 3 1 0; } .pair figure:last-child { flex: 2 1 0; }
 figure img { width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-weight: 600; margin-bottom: 0.3em; }
 .note { color: #a00; } .missing { color: #888; font-style: italic; }
@@ -479,18 +481,29 @@ def _summary(family: dict[str, Any], out: Path) -> str:
             break
     sizes = ""
     if dataset:
-        sizes = f" on {dataset.get('train_size', '?')} training images (test: {dataset.get('test_size', '?')})"
+        sizes = f" on {_count(dataset.get('train_size'))} training images (test: {_count(dataset.get('test_size'))})"
     return html.escape(
         f"{len(family['members'])} members with the same {family['arch']} encoder and decoder, differing only in β, "
-        f"the weight of the KL term against the reconstruction term. Each trained for {settings.get('epochs', '?')} "
-        f"epochs{sizes}. Metrics are means over the test split in nats per image; the test −ELBO is taken at "
+        f"the weight of the KL term against the reconstruction term. Each trained for {_epochs(settings)}"
+        f"{sizes}. Metrics are means over the test split in nats per image; the test −ELBO is taken at "
         "β = 1 (reconstruction + KL), so it compares members on one scale."
     )
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _epochs(settings: dict[str, Any]) -> str:
+    epochs = settings.get("epochs", "?")
+    return f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"
+
+
 def _table(family: dict[str, Any], by_name: dict[str, MemberMetrics]) -> str:
     head = ("β", "member", "epochs", "reconstruction error", "KL (rate)", "active units", "test −ELBO")
-    rows = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    rows = ["<table>", "<tr>" + "".join(
+        f'<th class="name">{html.escape(h)}</th>' if i == 1 else f"<th>{html.escape(h)}</th>"
+        for i, h in enumerate(head)) + "</tr>"]
     for member in family["members"]:
         m = by_name.get(member["name"])
         cells = [f"{float(member['beta']):g}", html.escape(member["name"])]

@@ -51,6 +51,7 @@ __all__ = [
     "CACHE_VERSION",
     "IMAGE_EXTENSIONS",
     "CachedImages",
+    "FileImageDataset",
     "ImageProblem",
     "ImageTransform",
     "cache_root",
@@ -99,6 +100,42 @@ def report_once(message: str) -> None:
     if message not in _REPORTED:
         _REPORTED.add(message)
         logger.warning(message)
+
+
+# ---------------------------------------------------------------------------
+# Datasets read from files
+# ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False, repr=False)  # keep the base class's repr and identity equality
+class FileImageDataset(ImageDataset):
+    """An :class:`~vaekit.data.ImageDataset` whose images come from files.
+
+    Attributes
+    ----------
+    filenames : tuple of str
+        Source file of each image, relative to the dataset folder.
+    """
+
+    filenames: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.filenames = tuple(self.filenames)
+        if self.filenames and len(self.filenames) != len(self):
+            raise DataError(f"dataset {self.name!r} ({self.split}): {len(self.filenames)} file names "
+                            f"for {len(self)} images")
+
+    def subset(self, index: Any) -> FileImageDataset:
+        """Return a copy holding only the selected samples, with their per-image fields."""
+        base = super().subset(index)
+        picked = torch.arange(len(self))[index if isinstance(index, slice) else torch.as_tensor(np.asarray(index))]
+        return type(self)(images=base.images, labels=base.labels, class_names=base.class_names, name=base.name,
+                          split=base.split, **self._per_image(picked))
+
+    def _per_image(self, picked: torch.Tensor) -> dict[str, Any]:
+        """Per-image fields for :meth:`subset`; subclasses add theirs."""
+        return {"filenames": tuple(self.filenames[i] for i in picked.tolist()) if self.filenames else ()}
 
 
 # ---------------------------------------------------------------------------
@@ -191,9 +228,17 @@ def decode_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.
     """
     try:
         with Image.open(path) as image:
-            _draft(image, transform)
-            image = _upright(image)
-            box = _crop_box(image.size, transform)
+            orientation = image.getexif().get(0x0112, 1)
+            width, height = image.size
+            if orientation in (5, 6, 7, 8):  # EXIF: stored rotated by 90 degrees
+                width, height = height, width
+            box = _crop_box((width, height), transform)
+            _draft(image, transform, box)
+            if orientation not in (1, None):  # phone photos are stored sideways
+                image = ImageOps.exif_transpose(image)
+            # Draft mode may have decoded at 1/2, 1/4 or 1/8 scale: scale the box too.
+            sx, sy = image.size[0] / width, image.size[1] / height
+            box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
             image = _to_mode(image, transform.channels)
             height, width = transform.size
             # resize() with a box crops and resizes in one pass; it also
@@ -211,46 +256,34 @@ def decode_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def _draft(image: Image.Image, transform: ImageTransform) -> None:
+def _draft(image: Image.Image, transform: ImageTransform, box: tuple[float, float, float, float]) -> None:
     """Let JPEG decode big photos at 1/2, 1/4 or 1/8 scale when that is enough.
 
     Decoding a 4000x3000 photo at 1/8 scale is ~20x faster and loses nothing
-    once the result is resized to 128 pixels.
+    once the result is resized to 128 pixels. ``box`` is the crop in
+    full-size pixels.
     """
     if image.format != "JPEG":
         return
-    width, height = image.size
-    scale = 1.0
-    # EXIF may rotate the image by 90 degrees: keep the scale safe both ways.
-    for size in ((width, height), (height, width)):
-        left, top, right, bottom = _crop_box(size, transform, check=False)
-        scale = min(scale, max(transform.size[1] / (right - left), transform.size[0] / (bottom - top)))
+    scale = max(transform.size[1] / (box[2] - box[0]), transform.size[0] / (box[3] - box[1]))
     if scale < 0.5:
+        width, height = image.size
         mode = "RGB" if transform.channels == 3 else "L"
         image.draft(mode, (math.ceil(width * scale), math.ceil(height * scale)))
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation (phone photos are stored sideways)."""
-    orientation = image.getexif().get(0x0112, 1)
-    return ImageOps.exif_transpose(image) if orientation not in (1, None) else image
 
 
 def _crop_width(crop_height: int, size: tuple[int, int]) -> int:
     return max(1, round(crop_height * size[1] / size[0]))
 
 
-def _crop_box(
-    image_size: tuple[int, int], transform: ImageTransform, check: bool = True
-) -> tuple[float, float, float, float]:
+def _crop_box(image_size: tuple[int, int], transform: ImageTransform) -> tuple[float, float, float, float]:
     """Centred crop box ``(left, top, right, bottom)`` in source pixels."""
     width, height = image_size
     target_height, target_width = transform.size
     if transform.crop is not None:
         crop_h, crop_w = transform.crop, _crop_width(transform.crop, transform.size)
-        if check and (width < crop_w or height < crop_h):
+        if width < crop_w or height < crop_h:
             raise ImageProblem(f"image is {width}x{height}, smaller than the {crop_w}x{crop_h} crop")
-        crop_h, crop_w = min(crop_h, height), min(crop_w, width)
         # Integer offsets: the crop is the exact pixel block, as in torchvision.
         left, top = (width - crop_w) // 2, (height - crop_h) // 2
         return (left, top, left + crop_w, top + crop_h)
@@ -640,7 +673,7 @@ def load_folder(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: bool = True,
-) -> ImageDataset:
+) -> FileImageDataset:
     """Load a folder of images as a labelled dataset.
 
     Layout: top-level subfolders are classes (``PATH/cat/*.jpg``,
@@ -669,10 +702,10 @@ def load_folder(
 
     Returns
     -------
-    ImageDataset
+    FileImageDataset
         uint8 images of shape ``(N, *image_shape)`` backed by the memory-mapped
-        cache, and class labels. Unreadable files are reported once and
-        left out.
+        cache, class labels and file names, ordered by split then file name.
+        Unreadable files are reported once and left out.
 
     Raises
     ------
@@ -712,8 +745,9 @@ def load_folder(
         part = slice(int(np.searchsorted(splits, code, "left")), int(np.searchsorted(splits, code, "right")))
         if part.start == part.stop:
             raise DataError(f"{root}: no usable images in the {split} split")
-    return ImageDataset(images=cached.images[part], labels=labels[part], class_names=class_names,
-                        name=f"folder:{path}", split=split)
+    return FileImageDataset(images=cached.images[part], labels=labels[part], class_names=class_names,
+                            name=f"folder:{path}", split=split,
+                            filenames=tuple(ordered[int(i)] for i in cached.kept[part]))
 
 
 def _folder_layout(

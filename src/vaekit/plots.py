@@ -100,7 +100,9 @@ def save_reconstructions(model, dataset, path: str | os.PathLike, n: int = 10, s
     index = torch.randperm(len(dataset), generator=generator)[:n]
     originals = dataset.images[index]
     recon = reconstruct(model, originals)
-    labels = [dataset.class_names[int(i)] for i in dataset.labels[index]] if dataset.class_names else None
+    # Datasets without classes (faces) get no column titles.
+    has_classes = len(dataset.class_names) > 1
+    labels = [dataset.class_names[int(i)] for i in dataset.labels[index]] if has_classes else None
     fig = image_grid_figure([to_display(originals), to_display(recon)], row_labels=["input", "reconstruction"],
                             titles=labels, suptitle="Prediction from dataset")
     return save_figure(fig, path)

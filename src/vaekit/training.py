@@ -308,8 +308,10 @@ def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None
 
 
 def _load_data(config: TrainConfig, image_shape: tuple[int, int, int]) -> tuple[ImageDataset, ImageDataset]:
-    train_set = load_dataset(config.dataset, "train", data_dir=config.data_dir)
-    test_set = load_dataset(config.dataset, "test", data_dir=config.data_dir)
+    # A folder of images is resized to whatever the architecture takes.
+    extra = {"image_shape": image_shape} if config.dataset.strip().lower().startswith("folder:") else {}
+    train_set = load_dataset(config.dataset, "train", data_dir=config.data_dir, **extra)
+    test_set = load_dataset(config.dataset, "test", data_dir=config.data_dir, **extra)
     if config.exclude_classes:
         train_set = train_set.exclude_classes(config.exclude_classes)
     if config.train_limit:
@@ -545,7 +547,10 @@ def _show_progress(bar, sums, images_done, started) -> None:
 def _end_of_epoch(model, test_set, config, device, precision, epoch, epoch_state, n_train):
     seconds = epoch_state["seconds"]
     means = (epoch_state["sums"] / n_train).tolist()
-    test = evaluate_elbo(model, test_set, config.eval_batch_size, device, precision, config.recon,
+    # Bound evaluation memory for large images (1000 28x28 images = 15 at 128x128x3).
+    pixels = math.prod(test_set.image_shape)
+    eval_batch = max(1, min(config.eval_batch_size, config.eval_batch_size * 784 // pixels))
+    test = evaluate_elbo(model, test_set, eval_batch, device, precision, config.recon,
                          config.gaussian_sigma, seed=config.seed + epoch, channels_last=config.channels_last)
     report = diagnose_collapse(model, test_set, device=device)
     row = {

@@ -24,7 +24,7 @@ def register(commands) -> None:
 
 
 def _register_train_family(commands) -> None:
-    from vaekit.cli import _add_training_options
+    from vaekit.cli import add_training_options
     from vaekit.family import DOCS_BETAS
     from vaekit.training import TrainConfig
 
@@ -34,7 +34,7 @@ def _register_train_family(commands) -> None:
         description="Train one run per beta into DIR/vae_model_<ARCH>_w<BETA> (vae_model_NN3_w1 ... for nn3-128), "
                     "skipping finished members and resuming interrupted ones, then write DIR/family.html.",
     )
-    _add_training_options(parser, TrainConfig())
+    add_training_options(parser, TrainConfig())
     # One beta per member replaces --beta; keep it out of the help.
     for action in parser._actions:
         if "--beta" in action.option_strings:
@@ -56,12 +56,12 @@ def _beta(text: str) -> float:
 
 
 def cmd_train_family(args: argparse.Namespace) -> int:
-    from vaekit.cli import _train_config
+    from vaekit.cli import train_config_from_args
     from vaekit.family import train_family
 
     if args.beta != 1.0:
         raise ConfigError("--beta: use --betas for a family (one member per beta)")
-    result = train_family(_train_config(args), betas=args.betas, out=args.out, progress=not args.quiet)
+    result = train_family(train_config_from_args(args), betas=args.betas, out=args.out, progress=not args.quiet)
     for member, metrics in _with_metrics(result):
         summary = "" if metrics is None else (
             f"  recon {metrics.recon:.2f}  KL {metrics.kl:.2f}  active units {metrics.active_units}"
