@@ -51,7 +51,8 @@ def test_nn3_128_shapes_match_the_module_docs():
 def test_forward_returns_reconstruction_in_unit_interval_and_latent_stats(name):
     model = build_model(name, latent_dim=4)
     c, h, w = model.image_shape
-    out = model(torch.rand(2, c, h, w))
+    with torch.no_grad():
+        out = model(torch.rand(2, c, h, w))
     assert out[0] is out.reconstruction
     assert out.reconstruction.shape == (2, c, h, w)
     assert 0.0 <= float(out.reconstruction.min()) and float(out.reconstruction.max()) <= 1.0
