@@ -9,7 +9,6 @@ Import the fixtures into a test module (``from celeba_fixtures import ...``).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -24,14 +23,9 @@ ANNOTATIONS = ("list_attr_celeba.txt", "list_eval_partition.txt", "identity_Cele
 @pytest.fixture(scope="session")
 def celeba_dir() -> Path:
     """The real 3,000-image CelebA sample; skip if absent (fail on CI)."""
-    missing = [name for name in CELEBA_NEEDED if not (SHARED_CELEBA / name).exists()]
-    if missing:
-        reason = f"CelebA sample not in {SHARED_CELEBA} (missing {', '.join(missing)})"
-        # CI must exercise the real-data tests, so there a missing copy is a failure.
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return SHARED_CELEBA
+    from conftest import require_shared_data
+
+    return require_shared_data(SHARED_CELEBA, CELEBA_NEEDED)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -18,17 +18,22 @@ FASHION_MNIST_FILE_NAMES = (
 )
 
 
-@pytest.fixture(scope="session")
-def fashion_mnist_dir() -> Path:
-    """Folder with the real Fashion-MNIST files; skip if absent (fail on CI)."""
-    missing = [n for n in FASHION_MNIST_FILE_NAMES if not (SHARED_FASHION_MNIST / n).is_file()]
+def require_shared_data(folder: Path, needed: tuple[str, ...]) -> Path:
+    """Return ``folder`` if it holds ``needed``; skip the test otherwise, but fail on CI."""
+    missing = [name for name in needed if not (folder / name).exists()]
     if missing:
-        reason = f"real Fashion-MNIST not in {SHARED_FASHION_MNIST} (missing {', '.join(missing)})"
+        reason = f"real data not found in {folder} (missing {', '.join(missing)})"
         # CI must exercise the real-data tests, so there a missing copy is a failure.
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    return SHARED_FASHION_MNIST
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """Folder with the real Fashion-MNIST files; skip if absent (fail on CI)."""
+    return require_shared_data(SHARED_FASHION_MNIST, FASHION_MNIST_FILE_NAMES)
 
 
 @pytest.fixture(scope="session")

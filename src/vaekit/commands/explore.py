@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from vaekit.cli import add_output_option, output_path
+from vaekit.cli import add_output_option, output_path, positive_int
 from vaekit.errors import ConfigError
 
 DEFAULT_NAMES = {
@@ -26,16 +26,6 @@ DEFAULT_NAMES = {
     "arithmetic": "arithmetic.png",
     "report": "report.html",
 }
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -152,14 +142,14 @@ def _common(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("run", type=Path, help="a run directory (made by `vaekit train`)")
     parser.add_argument("--split", default="test", help="dataset split to use (default: test)")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: the run's)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="use only the first N images of the split (default: all)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     add_output_option(parser, DEFAULT_NAMES[name])
 
 
 def _interpolation_options(parser: argparse.ArgumentParser, steps: int) -> None:
-    parser.add_argument("--steps", type=_positive_int, default=steps,
+    parser.add_argument("--steps", type=positive_int, default=steps,
                         help=f"frames, both ends included (default {steps})")
     parser.add_argument("--method", choices=("linear", "slerp"), default="linear",
                         help="linear (default, as in the report) or slerp (spherical, for large latents)")
@@ -177,12 +167,12 @@ def register(commands) -> None:
     p = _add(commands, "latent-map", cmd_latent_map, "scatter of the test set's z_mean by class, with k-NN separation")
     p.add_argument("--projection", choices=("auto", "pca", "tsne"), default="auto",
                    help="2-D projection for latents above 2-D: pca (auto) or tsne (scikit-learn)")
-    p.add_argument("-k", type=_positive_int, default=5, help="neighbours of the k-NN separation score (default 5)")
+    p.add_argument("-k", type=positive_int, default=5, help="neighbours of the k-NN separation score (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of t-SNE and its subsample")
 
     p = _add(commands, "manifold", cmd_manifold, "grid of decoded images over the latent plane, holes outlined")
-    p.add_argument("--grid", type=_positive_int, default=20, help="grid points per side (default 20)")
-    p.add_argument("--reference-images", type=_positive_int, default=2000, metavar="N",
+    p.add_argument("--grid", type=positive_int, default=20, help="grid points per side (default 20)")
+    p.add_argument("--reference-images", type=positive_int, default=2000, metavar="N",
                    help="test reconstructions the holes are measured against (default 2000)")
     p.add_argument("--percentile", type=float, default=95.0,
                    help="hole threshold: this percentile of the reconstructions' nearest-neighbour distances")
@@ -210,9 +200,9 @@ def register(commands) -> None:
     p.add_argument("--reference", default="mean",
                    help="point the other dimensions are held at: mean (of the data, default), zero, or an image "
                         "(file or test:123)")
-    p.add_argument("--steps", type=_positive_int, default=9, help="values per dimension (default 9)")
+    p.add_argument("--steps", type=positive_int, default=9, help="values per dimension (default 9)")
     p.add_argument("--span", type=float, default=3.0, help="sweep from -SPAN to SPAN (default 3)")
-    p.add_argument("--dims", type=_positive_int, default=10, help="at most this many dimensions, highest KL first")
+    p.add_argument("--dims", type=positive_int, default=10, help="at most this many dimensions, highest KL first")
     p.add_argument("--invert", action="store_true", help="invert a reference image file")
 
     p = _add(commands, "arithmetic", cmd_arithmetic, "z(image) - mean(class A) + mean(class B), decoded")
@@ -221,13 +211,13 @@ def register(commands) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="CLASS", help="class to take away, e.g. shirt")
     p.add_argument("--to", dest="target", required=True, metavar="CLASS", help="class to add, e.g. dress")
     p.add_argument("--strength", type=float, default=1.0, help="multiply the class difference (default 1)")
-    p.add_argument("-n", type=_positive_int, default=4, help="images of --from when none are given (default 4)")
-    p.add_argument("-k", type=_positive_int, default=5, help="neighbours of the k-NN that reads the results")
+    p.add_argument("-n", type=positive_int, default=4, help="images of --from when none are given (default 4)")
+    p.add_argument("-k", type=positive_int, default=5, help="neighbours of the k-NN that reads the results")
     p.add_argument("--invert", action="store_true", help="invert image files")
 
     p = _add(commands, "report", cmd_report, "every figure and number above in one self-contained report.html")
     p.add_argument("--projection", choices=("auto", "pca", "tsne"), default="auto")
-    p.add_argument("--grid", type=_positive_int, default=20, help="manifold grid points per side")
-    p.add_argument("--steps", type=_positive_int, default=6, help="frames of the interpolations")
+    p.add_argument("--grid", type=positive_int, default=20, help="manifold grid points per side")
+    p.add_argument("--steps", type=positive_int, default=6, help="frames of the interpolations")
     p.add_argument("--method", choices=("linear", "slerp"), default="linear")
     p.add_argument("--quiet", action="store_true", help="do not print progress")
