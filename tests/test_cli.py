@@ -121,7 +121,8 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     assert done.stderr.strip() == f"vaekit: error: {tmp_path / 'missing'}: no such run directory"
 
 
-def test_ctrl_c_saves_the_run_and_resume_finishes_it(tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_kill_saves_the_run_and_resume_finishes_it(tmp_path, signal_name):
     import signal
     import time
 
@@ -132,7 +133,7 @@ def test_ctrl_c_saves_the_run_and_resume_finishes_it(tmp_path):
     deadline = time.monotonic() + 120
     while not (run / "metrics.csv").exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, signal_name))
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err

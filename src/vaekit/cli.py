@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -210,12 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (``kill``, job schedulers, preemption) like Ctrl-C: save, then exit."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # A shell's background job starts with SIGINT ignored; Ctrl-C should still save.
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vaekit`` command; returns the exit status."""
     from vaekit.training import TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    _stop_on_sigterm()
     try:
         return args.func(args) or 0
     except TrainingInterrupted as interrupted:
