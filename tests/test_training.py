@@ -79,7 +79,8 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     train(TrainConfig(**{**QUICK, "epochs": 1}), out=tmp_path / "run", progress=False)
     result = train(out=tmp_path / "run", resume=True, progress=False, epochs=2)
     assert [int(r["epoch"]) for r in read_metrics(tmp_path / "run")] == [1, 2]
-    assert len(result.metrics) == 2
+    assert [row["epoch"] for row in result.metrics] == [1, 2]
+    assert isinstance(result.metrics[0]["test_elbo"], float)
 
 
 def test_resume_refuses_to_change_the_recipe(shapes_run):

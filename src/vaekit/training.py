@@ -388,12 +388,13 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     order_generator = torch.Generator().manual_seed(config.seed)
-    metrics: list[dict[str, Any]] = [dict(row) for row in read_metrics(run_dir)] if resume else []
+    metrics: list[dict[str, Any]] = [_numeric_row(row) for row in read_metrics(run_dir)] if resume else []
     start_epoch, epoch_state = 0, None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scaler.load_state_dict(checkpoint.get("scaler", {})) if precision == "fp16" else None
+        if precision == "fp16" and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
         order_generator.set_state(checkpoint["order_rng"])
         _set_rng_state(checkpoint["rng"], device)
         start_epoch = int(checkpoint["epoch"])
@@ -477,6 +478,11 @@ def train(
         save_samples(model, run_dir / "samples.png", seed=config.seed)
         save_model(model, run_dir, {"status": "complete"})
     return TrainResult(run_dir, model, metrics)
+
+
+def _numeric_row(row: dict[str, str]) -> dict[str, Any]:
+    """A metrics.csv row with its numbers parsed (as :func:`train` returns fresh rows)."""
+    return {key: (int(value) if value.lstrip("-").isdigit() else float(value)) for key, value in row.items()}
 
 
 def _current_beta(config: TrainConfig, epoch_progress: float) -> float:
