@@ -56,6 +56,7 @@ __all__ = [
     "read_idx",
     "register_dataset",
     "user_cache_dir",
+    "vaekit_cache_root",
     "verify_fashion_mnist",
 ]
 
@@ -382,10 +383,15 @@ def user_cache_dir() -> Path:
         ``$XDG_CACHE_HOME/vaekit/fashion-mnist`` when ``XDG_CACHE_HOME`` is an
         absolute path, else ``~/.cache/vaekit/fashion-mnist``.
     """
+    return vaekit_cache_root() / _FASHION_MNIST_NAME
+
+
+def vaekit_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/vaekit`` (absolute values only), else ``~/.cache/vaekit``."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     # The XDG spec says relative values are invalid and must be ignored.
     base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "vaekit" / _FASHION_MNIST_NAME
+    return base / "vaekit"
 
 
 def _check_splits(splits: Iterable[str]) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from vaekit.data import ImageDataset, register_dataset
+from vaekit.data import ImageDataset, register_dataset, vaekit_cache_root
 from vaekit.errors import ConfigError, DataError
 
 __all__ = [
@@ -363,9 +363,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("VAEKIT_CACHE_DIR", "")
     if env:
         return Path(os.path.expanduser(env))
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "vaekit"
+    return vaekit_cache_root()
 
 
 def cached_images(
