@@ -20,7 +20,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from vaekit.training import TrainConfig, train
+from vaekit import TrainConfig, train
 
 
 def main() -> None:

@@ -48,9 +48,12 @@ from typing import Any
 import torch
 
 import vaekit
-from vaekit import evaluation as ev
-from vaekit.rundir import read_config, read_metrics, write_json
-from vaekit.training import TrainConfig, train
+from vaekit.analysis import anomaly, bounds, embedding
+from vaekit.files import write_json
+from vaekit.models.pretrained import read_config
+from vaekit.runs.run import read_metrics
+from vaekit.training.config import TrainConfig
+from vaekit.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,22 +150,22 @@ def _finished_run(run_dir: Path, config: TrainConfig) -> bool:
 
 def measure_cell(args: argparse.Namespace, run_dir: Path, data: dict[str, vaekit.ImageDataset]) -> dict[str, Any]:
     """Every number of one row of the table."""
-    model = ev.load_for_evaluation(run_dir)
-    likelihood = ev.run_likelihood(read_config(run_dir))
+    model = bounds.load_for_evaluation(run_dir)
+    likelihood = bounds.run_likelihood(read_config(run_dir))
     row: dict[str, Any] = {}
     started = time.perf_counter()
-    result = ev.evaluate_model(model, data["test_in"], likelihood, args.iw_samples, args.iw_images, seed=0)
+    result = bounds.evaluate_model(model, data["test_in"], likelihood, args.iw_samples, args.iw_images, seed=0)
     row.update(elbo=result.elbo, recon=result.recon, kl=result.kl, iwae=result.iwae,
                elbo_iw_images=result.elbo_iw_images, iw_images=result.iw_images,
                iwae_bits_per_dim=result.iwae_bits_per_dim, elbo_bits_per_dim=result.elbo_bits_per_dim,
                active_units=result.active_units, kl_per_dim=[round(v, 3) for v in result.kl_per_dim],
                test_images=result.n_images, evaluate_seconds=round(time.perf_counter() - started, 1))
     started = time.perf_counter()
-    quality = ev.embedding_quality(model, data["probe_train"], data["test_in"], args.k)
+    quality = embedding.embedding_quality(model, data["probe_train"], data["test_in"], args.k)
     row.update(knn=quality.knn_accuracy, linear=quality.linear_accuracy, pca_knn=quality.pca_knn_accuracy,
                pca_linear=quality.pca_linear_accuracy, probe_seconds=round(time.perf_counter() - started, 1))
     started = time.perf_counter()
-    protocol = ev.anomaly_protocol(model, data["test_all"], [args.holdout], likelihood, args.anomaly_iw_samples)
+    protocol = anomaly.anomaly_protocol(model, data["test_all"], [args.holdout], likelihood, args.anomaly_iw_samples)
     row.update({f"auroc_{name}": value for name, value in protocol.auroc.items()})
     row.update(anomaly_images=len(protocol.dataset), anomaly_seconds=round(time.perf_counter() - started, 1))
     return row
@@ -173,7 +176,7 @@ def measure_cell(args: argparse.Namespace, run_dir: Path, data: dict[str, vaekit
 
 
 def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[Path]:
-    from vaekit.rundir import atomic_write_text
+    from vaekit.files import atomic_write_text
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path, md_path = (args.results_dir / f"results.{ext}" for ext in ("json", "csv", "md"))
@@ -338,7 +341,7 @@ def load_data(args: argparse.Namespace) -> dict[str, vaekit.ImageDataset]:
 
 
 def render_only(args: argparse.Namespace) -> int:
-    from vaekit.rundir import atomic_write_text, read_json
+    from vaekit.files import atomic_write_text, read_json
 
     saved = read_json(args.results_dir / "results.json")
     path = args.results_dir / "results.md"

@@ -45,9 +45,10 @@ def measure_torch(arch: str, batch_size: int, steps: int, precision: str, channe
     """Time ``steps`` training steps after a warm-up; runs in the current process."""
     import torch
 
-    from vaekit.models import build_model, count_parameters
-    from vaekit.training import (TrainConfig, initialize_weights, prepare_images, resolve_device,
-                                 resolve_precision, train_step)
+    from vaekit.models import build_model, count_parameters, initialize_weights
+    from vaekit.runtime import resolve_device, resolve_precision
+    from vaekit.training.config import TrainConfig
+    from vaekit.training.trainer import prepare_images, train_step
 
     torch.manual_seed(0)
     device_ = resolve_device(device)

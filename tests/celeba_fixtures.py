@@ -82,6 +82,6 @@ def make_celeba_copy(source: Path, dest: Path, n_train: int = 64, n_val: int = 3
 @pytest.fixture
 def fresh_reports(monkeypatch):
     """Forget which data problems were already reported, so this test sees its own."""
-    import vaekit.folder
+    import vaekit.data.images
 
-    monkeypatch.setattr(vaekit.folder, "_REPORTED", set())
+    monkeypatch.setattr(vaekit.data.images, "_REPORTED", set())

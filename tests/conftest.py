@@ -43,7 +43,7 @@ def fashion_run(tmp_path_factory, fashion_mnist_dir):
     6,000 training images for 2 epochs: a few seconds, yet the classes already
     separate in the latent space. Tests must not modify it (copy it first).
     """
-    from vaekit.training import TrainConfig, train
+    from vaekit import TrainConfig, train
 
     out = tmp_path_factory.mktemp("fashion") / "run"
     config = TrainConfig(dataset="fashion-mnist", arch="fashion28", latent_dim=2, epochs=2, train_limit=6000,

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 import vaekit
-import vaekit.celeba
-import vaekit.folder
-from vaekit.celeba import CELEBA_ATTRIBUTES, CelebADataset, find_celeba, load_celeba, read_attributes
+import vaekit.data.cache
+import vaekit.data.images
+from vaekit.data.celeba import CELEBA_ATTRIBUTES, CelebADataset, find_celeba, load_celeba, read_attributes
 from vaekit.cli import main
 from vaekit.errors import ConfigError, DataError
 from celeba_fixtures import celeba_dir, fresh_reports, isolated_cache, make_celeba_copy  # noqa: F401
@@ -34,7 +34,7 @@ def _no_decoding(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the cache should have been reused, not rebuilt")
 
-    monkeypatch.setattr(vaekit.folder, "decode_image", fail)
+    monkeypatch.setattr(vaekit.data.cache, "decode_image", fail)
 
 
 def _errors(caplog):
@@ -96,7 +96,7 @@ def test_the_splits_are_zero_copy_views_of_the_memory_mapped_cache(celeba_dir, s
     assert (folder / "images.u8").stat().st_size == 3000 * IMAGE_BYTES
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["transform"] == {"size": [128, 128], "channels": 3, "crop": 148, "filter": "lanczos",
-                                     "version": vaekit.folder.CACHE_VERSION}
+                                     "version": vaekit.data.images.CACHE_VERSION}
     assert len(manifest["files"]) == 3000 and manifest["skipped"] == []
     name, size, mtime = manifest["files"][0]
     assert name == "img_align_celeba/000002.jpg"
@@ -202,7 +202,7 @@ def test_bad_images_are_reported_once_by_name_and_skipped(small, caplog, fresh_r
 
 def test_an_interrupted_build_leaves_no_cache_behind(small, monkeypatch, isolated_cache):
     calls = {"n": 0}
-    decode = vaekit.folder.decode_image
+    decode = vaekit.data.cache.decode_image
 
     def interrupt(path, transform):
         calls["n"] += 1
@@ -210,12 +210,12 @@ def test_an_interrupted_build_leaves_no_cache_behind(small, monkeypatch, isolate
             raise KeyboardInterrupt
         return decode(path, transform)
 
-    monkeypatch.setattr(vaekit.folder, "decode_image", interrupt)
+    monkeypatch.setattr(vaekit.data.cache, "decode_image", interrupt)
     with pytest.raises(KeyboardInterrupt):
         load_celeba("train", small, progress=False, workers=1)
     unfinished = [d for d in isolated_cache.glob("celeba-*") if not (d / "manifest.json").exists()]
     assert unfinished and all(list(d.glob("images.u8*")) == [] for d in unfinished)
-    monkeypatch.setattr(vaekit.folder, "decode_image", decode)
+    monkeypatch.setattr(vaekit.data.cache, "decode_image", decode)
     assert len(load_celeba("train", small, progress=False)) == 24
 
 

@@ -105,8 +105,8 @@ def test_demo_without_data_or_network_says_how_to_get_the_data(tmp_path, monkeyp
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(vaekit.data, "SYSTEM_DATA_DIRS", ())
-    monkeypatch.setattr(vaekit.data, "FASHION_MNIST_URL", (tmp_path / "offline").as_uri() + "/")
+    monkeypatch.setattr(vaekit.data.fashion_mnist, "SYSTEM_DATA_DIRS", ())
+    monkeypatch.setattr(vaekit.data.fashion_mnist, "FASHION_MNIST_URL", (tmp_path / "offline").as_uri() + "/")
     assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 2
     line = _one_error_line(capsys, "dataset-fashion-mnist", "VAEKIT_DATA_DIR")
     assert "--data-dir" in line

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from vaekit import data as vaekit_data
+import vaekit.data.registry as registry_mod
+import vaekit.data.shapes as shapes_mod
 from vaekit.cli import main
 
 
@@ -69,13 +70,13 @@ def test_evaluate_rejects_bad_k_and_mismatched_data_and_writes_nothing(run, caps
     err = _one_line_error(capsys, ["evaluate", str(run), "--iw-samples", "0", "--limit", "10"])
     assert "--iw-samples" in err
     # A dataset of 3-channel images for a 1-channel model.
-    vaekit_data.register_dataset(
+    registry_mod.register_dataset(
         "rgb-shapes-test", lambda split="test", data_dir=None, download=True, **kw:
-        vaekit_data.make_shapes(n=20, channels=3, split=split))
+        shapes_mod.make_shapes(n=20, channels=3, split=split))
     try:
         err = _one_line_error(capsys, ["evaluate", str(run), "--dataset", "rgb-shapes-test", "--iw-samples", "2"])
     finally:
-        vaekit_data.DATASETS.pop("rgb-shapes-test")
+        registry_mod.DATASETS.pop("rgb-shapes-test")
     assert "(3, 28, 28)" in err and "expects (1, 28, 28)" in err
     assert not (run / "evaluation.json").exists()
     err = _one_line_error(capsys, ["evaluate", str(run.parent / "nope")])

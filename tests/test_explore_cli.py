@@ -20,7 +20,7 @@ from PIL import Image
 from vaekit.cli import main
 from vaekit.data import FASHION_MNIST_CLASSES, load_dataset
 from vaekit.models import build_model
-from vaekit.rundir import save_model
+from vaekit.models.pretrained import save_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LIMIT = ["--limit", "1000"]

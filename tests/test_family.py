@@ -7,12 +7,11 @@ import pytest
 import torch
 
 import vaekit
-import vaekit.celeba  # registers the "celeba" dataset
-from vaekit.attributes import apply_direction, attribute_direction, attribute_edit, encode_means
+from vaekit.analysis.attributes import apply_direction, attribute_direction, attribute_edit, encode_means
 from vaekit.cli import main
 from vaekit.errors import ConfigError, DataError
-from vaekit.family import FamilyInterrupted, family_metrics, member_name, train_family, write_family_report
-from vaekit.training import TrainConfig
+from vaekit.training.family import FamilyInterrupted, family_metrics, member_name, train_family, write_family_report
+from vaekit import TrainConfig
 from celeba_fixtures import celeba_dir, isolated_cache, make_celeba_copy  # noqa: F401
 
 TINY = dict(dataset="shapes", arch="fashion28", epochs=1, batch_size=64, train_limit=128, test_limit=64)

@@ -6,10 +6,11 @@ import torch
 from PIL import Image
 
 import vaekit
-import vaekit.folder
+import vaekit.data.folder
 from vaekit.errors import ConfigError, DataError
-from vaekit.folder import ImageProblem, ImageTransform, decode_image, load_folder
-from vaekit.training import TrainConfig, train
+from vaekit.data.folder import load_folder
+from vaekit.data.images import ImageProblem, ImageTransform, decode_image
+from vaekit import TrainConfig, train
 from celeba_fixtures import celeba_dir, fresh_reports, isolated_cache  # noqa: F401
 
 
@@ -35,7 +36,7 @@ def test_class_subfolders_become_labels_and_pixels_survive_exactly(fashion_pngs)
     assert len(both) == 400 and both.images.shape == (400, 1, 28, 28)
     expected_classes = sorted({original.class_names[int(i)].replace("/", "-") for i in original.labels})
     assert list(both.class_names) == expected_classes
-    assert sorted(both.filenames) == vaekit.folder.list_folder(root)
+    assert sorted(both.filenames) == vaekit.data.folder.list_folder(root)
     # Same size in, same size out: the PNG round trip must be lossless.
     for row in range(400):
         name = both.filenames[row]

@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vaekit.losses import kl_divergence, reconstruction_nll, vae_loss
+from vaekit.models.losses import kl_divergence, reconstruction_nll, vae_loss
 
 
 def test_bce_from_logits_matches_bce_on_probabilities_and_is_summed_per_image():

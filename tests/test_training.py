@@ -4,10 +4,11 @@ import pytest
 import torch
 
 import vaekit
-from vaekit.diagnostics import diagnose_collapse
+from vaekit.training.diagnostics import diagnose_collapse
 from vaekit.errors import ConfigError, RunDirError
-from vaekit.rundir import read_metrics
-from vaekit.training import TrainConfig, TrainingInterrupted, train
+from vaekit.runs.run import read_metrics
+from vaekit.training.config import TrainConfig
+from vaekit.training.trainer import TrainingInterrupted, train
 
 QUICK = dict(dataset="shapes", epochs=2, batch_size=64, train_limit=384, test_limit=128, seed=3)
 
@@ -145,16 +146,16 @@ def test_atomic_writes_leave_no_temporary_files_and_normal_permissions(shapes_ru
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
-    from vaekit import rundir
+    import vaekit.files as files_mod
 
     target = tmp_path / "config.json"
-    rundir.write_json(target, {"version": 1})
+    files_mod.write_json(target, {"version": 1})
 
     def broken_fsync(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rundir.os, "fsync", broken_fsync)
+    monkeypatch.setattr(files_mod.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
-        rundir.write_json(target, {"version": 2})
+        files_mod.write_json(target, {"version": 2})
     assert json.loads(target.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]

@@ -9,16 +9,19 @@ Train, inspect, generate and score, from one command or a few lines::
 
 __version__ = "0.1.0"
 
-from vaekit.data import ImageDataset, load_dataset  # noqa: E402
+from vaekit.data import ImageDataset, load_dataset  # noqa: E402  (registers every dataset)
 from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError  # noqa: E402
-from vaekit.losses import vae_loss  # noqa: E402
-from vaekit.models import ARCHITECTURES, VAE, ArchSpec, ConvLayer, build_model  # noqa: E402
-from vaekit.rundir import load  # noqa: E402
-from vaekit.training import TrainConfig, TrainResult, train  # noqa: E402
-
-# Importing these registers the "celeba" and "folder:PATH" datasets.
-import vaekit.celeba  # noqa: E402,F401
-import vaekit.folder  # noqa: E402,F401
+from vaekit.models import (  # noqa: E402
+    ARCHITECTURES,
+    VAE,
+    ArchSpec,
+    ConvLayer,
+    build_model,
+    load,
+    vae_loss,
+)
+from vaekit.training.config import TrainConfig  # noqa: E402
+from vaekit.training.trainer import TrainResult, train  # noqa: E402
 
 __all__ = [
     "ARCHITECTURES",

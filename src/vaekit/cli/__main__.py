@@ -1,0 +1,7 @@
+"""`python -m vaekit.cli` runs the command-line tool."""
+
+import sys
+
+from vaekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The :class:`VAE` module: any :class:`~vaekit.models.spec.ArchSpec` as a ``torch.nn.Module``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from vaekit.errors import ConfigError
+from vaekit.models.spec import ArchSpec, ConvLayer, get_arch
+
+
+def _same_padding(layer: ConvLayer) -> int:
+    if layer.padding == "valid":
+        return 0
+    return max(math.ceil((layer.kernel - layer.stride) / 2), 0)
+
+
+def _conv(in_channels: int, layer: ConvLayer) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, layer.channels, layer.kernel, layer.stride, _same_padding(layer))
+
+
+def _conv_transpose(in_channels: int, layer: ConvLayer) -> nn.ConvTranspose2d:
+    # Keras "same" for a transposed convolution multiplies the size by the
+    # stride; PyTorch needs output_padding to get there for odd kernels.
+    padding = _same_padding(layer) if layer.padding == "same" else 0
+    output_padding = 2 * padding - (layer.kernel - layer.stride) if layer.padding == "same" else 0
+    return nn.ConvTranspose2d(
+        in_channels, layer.channels, layer.kernel, layer.stride, padding, output_padding=output_padding
+    )
+
+
+class VAEOutput(NamedTuple):
+    """What :meth:`VAE.forward` returns; ``output[0]`` is the reconstruction."""
+
+    reconstruction: torch.Tensor  # pixel values in [0, 1]
+    z_mean: torch.Tensor
+    z_log_var: torch.Tensor
+    z: torch.Tensor
+    logits: torch.Tensor  # pre-sigmoid decoder output, for a stable loss
+
+
+class VAE(nn.Module):
+    """A convolutional VAE built from an :class:`ArchSpec`.
+
+    ``forward(x)`` encodes images ``x`` (float in [0, 1], shape
+    ``(N, C, H, W)``), samples ``z`` with the reparameterisation trick and
+    decodes it, returning a :class:`VAEOutput`.
+    """
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.encoder = self._build_encoder(spec)
+        hidden = spec.encoder_dense[-1] if spec.encoder_dense else self._flat_size(spec)
+        self.z_mean = nn.Linear(hidden, spec.latent_dim)
+        self.z_log_var = nn.Linear(hidden, spec.latent_dim)
+        self.decoder = self._build_decoder(spec)
+        self._check_output_shape()
+
+    @staticmethod
+    def _flat_size(spec: ArchSpec) -> int:
+        convs = nn.Sequential(*_encoder_conv_layers(spec))
+        with torch.no_grad():
+            return convs(torch.zeros(1, *spec.input_shape)).numel()
+
+    def _build_encoder(self, spec: ArchSpec) -> nn.Sequential:
+        layers: list[nn.Module] = [*_encoder_conv_layers(spec), nn.Flatten()]
+        width = self._flat_size(spec)
+        for hidden in spec.encoder_dense:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        return nn.Sequential(*layers)
+
+    @staticmethod
+    def _build_decoder(spec: ArchSpec) -> nn.Sequential:
+        layers: list[nn.Module] = [
+            nn.Linear(spec.latent_dim, math.prod(spec.decoder_start)),
+            nn.ReLU(),
+            nn.Unflatten(1, spec.decoder_start),
+        ]
+        channels = spec.decoder_start[0]
+        for i, layer in enumerate(spec.decoder_convs):
+            layers.append(_conv_transpose(channels, layer))
+            if i < len(spec.decoder_convs) - 1:
+                layers.append(nn.ReLU())
+            channels = layer.channels
+        return nn.Sequential(*layers)
+
+    def _check_output_shape(self) -> None:
+        with torch.no_grad():
+            shape = tuple(self.decoder(torch.zeros(1, self.spec.latent_dim)).shape[1:])
+        if shape != tuple(self.spec.input_shape):
+            raise ConfigError(
+                f"architecture '{self.spec.name}': decoder produces {shape}, input is {self.spec.input_shape}"
+            )
+
+    @property
+    def latent_dim(self) -> int:
+        return self.spec.latent_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.spec.input_shape)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(z_mean, z_log_var)`` of q(z|x)."""
+        hidden = self.encoder(x)
+        return self.z_mean(hidden), self.z_log_var(hidden)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode latent vectors to pixel logits."""
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode latent vectors to images with values in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))
+
+    @staticmethod
+    def reparameterize(z_mean: torch.Tensor, z_log_var: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample z = mean + sigma * eps; pass ``noise`` to make it deterministic."""
+        if noise is None:
+            noise = torch.randn_like(z_mean)
+        return z_mean + torch.exp(0.5 * z_log_var) * noise
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> VAEOutput:
+        z_mean, z_log_var = self.encode(x)
+        z = self.reparameterize(z_mean, z_log_var, noise)
+        logits = self.decode_logits(z)
+        return VAEOutput(torch.sigmoid(logits), z_mean, z_log_var, z, logits)
+
+    def config(self) -> dict[str, Any]:
+        """The architecture as plain values (enough to rebuild the module)."""
+        return {"arch": self.spec.name, "latent_dim": self.spec.latent_dim, "spec": self.spec.to_dict()}
+
+    def save_pretrained(self, directory) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+        from vaekit.models.pretrained import save_model
+
+        save_model(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> VAE:
+        """Load a model saved by :meth:`save_pretrained` or by training."""
+        from vaekit.models.pretrained import load
+
+        return load(directory, device=device)
+
+
+def _encoder_conv_layers(spec: ArchSpec) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    channels = spec.input_shape[0]
+    for layer in spec.encoder_convs:
+        layers += [_conv(channels, layer), nn.ReLU()]
+        channels = layer.channels
+    return layers
+
+
+def build_model(name: str = "fashion28", latent_dim: int | None = None, spec: ArchSpec | None = None) -> VAE:
+    """Build a VAE by architecture name (or from an explicit spec).
+
+    Parameters
+    ----------
+    name
+        One of :data:`ARCHITECTURES` (``"fashion28"``, ``"nn3-128"``).
+    latent_dim
+        Latent size; defaults to the architecture's (2 and 256).
+    spec
+        A custom :class:`ArchSpec`; overrides ``name``.
+
+    Examples
+    --------
+    >>> model = build_model("fashion28", latent_dim=2)
+    >>> sum(p.numel() for p in model.parameters())
+    1361821
+    """
+    if spec is None:
+        spec = get_arch(name, latent_dim)
+    elif latent_dim is not None:
+        spec = replace(spec, latent_dim=latent_dim)
+    return VAE(spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,397 @@
+"""A beta-VAE family: one architecture, several betas, one comparison.
+
+:func:`train_family` trains one run per beta into ``OUT/<member>`` (the
+CelebA module docs name them ``vae_model_NN3_w1``, ``_w2``, ``_w3``,
+``_w5``), skipping finished members and resuming interrupted ones, so the
+same command can be run again after Ctrl-C. It then writes
+``OUT/family.html``: a table of reconstruction error, KL (the rate), active
+units and test -ELBO against beta, a rate-distortion plot, and per member the
+"prediction from dataset" and "random point in the latent space" figures
+side by side. The page is self-contained (images are embedded), so it can be
+mailed or archived as one file; a page made from CelebA holds CelebA images
+and must not be published.
+
+Layout::
+
+    OUT/
+      family.json          architecture, dataset, settings and members
+      family.html          the comparison
+      rate_distortion.png  KL against reconstruction error, labelled by beta
+      vae_model_NN3_w1/    one run directory per member (see vaekit.rundir)
+      ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from vaekit.errors import ConfigError, RunDirError
+from vaekit.files import atomic_write_text, read_json, write_json
+from vaekit.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, read_config
+from vaekit.models.spec import get_arch
+from vaekit.runs.run import CHECKPOINT_FILE, METRICS_FILE, read_metrics
+from vaekit.training.config import TrainConfig
+from vaekit.training.trainer import TrainingInterrupted, train
+from vaekit.viz.evaluation_figures import save_rate_distortion
+from vaekit.viz.family_page import render_family_page
+
+__all__ = [
+    "DOCS_BETAS",
+    "FAMILY_FILE",
+    "RATE_DISTORTION_FILE",
+    "REPORT_FILE",
+    "FamilyInterrupted",
+    "FamilyMember",
+    "FamilyResult",
+    "MemberMetrics",
+    "family_metrics",
+    "member_name",
+    "train_family",
+    "write_family_report",
+]
+
+FAMILY_FILE = "family.json"
+REPORT_FILE = "family.html"
+RATE_DISTORTION_FILE = "rate_distortion.png"
+#: The betas of the module docs' family.
+DOCS_BETAS: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
+#: Architectures whose members are named as in the module docs.
+_DOCS_NAMES = {"nn3-128": "NN3"}
+_FORMAT = "vaekit-family"
+# Settings that may differ when a member is resumed (as for `vaekit train --resume`).
+_RUNTIME_FIELDS = ("epochs", "device", "data_dir")
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FamilyMember:
+    """One member of a family and what :func:`train_family` did with it.
+
+    ``status`` is ``"trained"`` (new), ``"resumed"`` (continued from its
+    checkpoint) or ``"complete"`` (already finished: left untouched).
+    """
+
+    name: str
+    beta: float
+    run_dir: Path
+    status: str
+
+
+@dataclass
+class MemberMetrics:
+    """A member's final metrics (last row of its ``metrics.csv``), nats per test image.
+
+    ``recon`` is the reconstruction error (the distortion), ``kl`` the KL
+    term (the rate), ``elbo`` the negative ELBO at beta = 1 (recon + KL), so
+    members with different betas compare on the same scale.
+    """
+
+    name: str
+    beta: float
+    run_dir: Path
+    epochs: int
+    recon: float
+    kl: float
+    active_units: int
+    latent_dim: int
+    elbo: float
+    complete: bool
+
+
+@dataclass
+class FamilyResult:
+    """What :func:`train_family` returns."""
+
+    out: Path
+    members: list[FamilyMember]
+    metrics: list[MemberMetrics]
+    report: Path
+    rate_distortion: Path
+
+
+class FamilyInterrupted(TrainingInterrupted):
+    """Ctrl-C during a family: the member was saved; the same command resumes."""
+
+    def __init__(self, run_dir: Path, out: Path) -> None:
+        super().__init__(run_dir)
+        self.args = (f"interrupted; {run_dir.name} was saved: run the same `vaekit train-family ... --out {out}` "
+                     "to resume it and train the remaining members",)
+
+
+def member_name(arch: str, beta: float, latent_dim: int | None = None) -> str:
+    """Directory name of the member with ``beta``.
+
+    ``vae_model_NN3_w{beta}`` for ``nn3-128`` (as in the module docs),
+    ``vae_model_<arch>_w{beta}`` otherwise; ``_z{latent_dim}`` is appended
+    when the latent size is not the architecture's default.
+
+    Examples
+    --------
+    >>> member_name("nn3-128", 2.0)
+    'vae_model_NN3_w2'
+    >>> member_name("fashion28", 0.5)
+    'vae_model_fashion28_w0.5'
+    """
+    name = f"vae_model_{_DOCS_NAMES.get(arch, arch)}_w{beta:g}"
+    default = get_arch(arch).latent_dim
+    if latent_dim is not None and latent_dim != default:
+        name += f"_z{latent_dim}"
+    return name
+
+
+def train_family(
+    config: TrainConfig | None = None,
+    betas: Sequence[float] = DOCS_BETAS,
+    out: str | Path | None = None,
+    progress: bool = True,
+    on_step: Callable[[str, int, int], None] | None = None,
+    **overrides: Any,
+) -> FamilyResult:
+    """Train one run per beta, then write the family's comparison page.
+
+    Parameters
+    ----------
+    config
+        Settings shared by every member (its ``beta`` is ignored); keyword
+        ``overrides`` replace single fields, e.g. ``epochs=5``.
+    betas
+        The members' betas, e.g. ``(1, 2, 3, 5)``.
+    out
+        Family directory; members go in ``out/<member_name>``.
+    progress
+        Show progress bars and per-member headers.
+    on_step
+        Called as ``on_step(member_name, epoch, step)`` after every step.
+
+    Returns
+    -------
+    FamilyResult
+        Members (with what was done to each), their metrics, and the paths of
+        ``family.html`` and ``rate_distortion.png``.
+
+    Raises
+    ------
+    ConfigError
+        For bad settings (checked for every member before anything is
+        written), or an existing member or family trained with others.
+    FamilyInterrupted
+        On Ctrl-C, once the running member is saved; calling again resumes.
+    """
+    if out is None:
+        raise ConfigError("--out: a family directory is required")
+    out = Path(out)
+    base = dataclasses.replace(config or TrainConfig(), **overrides)
+    plan = _plan(base, betas, out)
+    family = _family_record(base, plan, out)
+    members = []
+    for index, (beta, name) in enumerate(plan, start=1):
+        run_dir = out / name
+        if progress:
+            _say(f"[{index}/{len(plan)}] {name} (beta = {beta:g})")
+        status = _train_member(dataclasses.replace(base, beta=beta), run_dir, out, progress, on_step)
+        members.append(FamilyMember(name, beta, run_dir, status))
+        write_json(out / FAMILY_FILE, family)  # after the first success only, then idempotent
+        if progress and status == "complete":
+            _say(f"{name}: already complete, left as is")
+    report = write_family_report(out)
+    return FamilyResult(out, members, family_metrics(out), report, out / RATE_DISTORTION_FILE)
+
+
+def _plan(base: TrainConfig, betas: Sequence[float], out: Path) -> list[tuple[float, str]]:
+    """Validate every member's settings; return ``(beta, name)`` pairs in beta order."""
+    betas = [float(beta) for beta in betas]
+    if not betas:
+        raise ConfigError("--betas: give at least one beta")
+    get_arch(base.arch, base.latent_dim)  # unknown architecture: one line, before anything
+    for beta in betas:
+        dataclasses.replace(base, beta=beta).validate()
+    names: dict[str, float] = {}
+    for beta in sorted(betas):
+        name = member_name(base.arch, beta, base.latent_dim)
+        if name in names:
+            raise ConfigError(f"--betas: {beta:g} is given twice (both would train {name})")
+        names[name] = beta
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory")
+    return [(beta, name) for name, beta in names.items()]
+
+
+def _family_record(base: TrainConfig, plan: list[tuple[float, str]], out: Path) -> dict[str, Any]:
+    """The ``family.json`` to write: the new members added to any existing family."""
+    settings = {k: v for k, v in base.to_dict().items() if k != "beta"}
+    members = {name: beta for beta, name in plan}
+    path = out / FAMILY_FILE
+    if path.is_file():
+        existing = read_json(path)
+        for key in ("arch", "dataset", "latent_dim"):
+            if existing.get(key) != getattr(base, key):
+                raise ConfigError(
+                    f"{path}: this family has {key} {existing.get(key)!r}, not {getattr(base, key)!r}; "
+                    "choose another --out"
+                )
+        for member in existing.get("members", []):
+            members.setdefault(member["name"], float(member["beta"]))
+    ordered = sorted(members.items(), key=lambda item: item[1])
+    return {
+        "format": _FORMAT,
+        "arch": base.arch,
+        "dataset": base.dataset,
+        "latent_dim": base.latent_dim,
+        "members": [{"name": name, "beta": beta} for name, beta in ordered],
+        "train": settings,
+    }
+
+
+def _train_member(
+    config: TrainConfig,
+    run_dir: Path,
+    out: Path,
+    progress: bool,
+    on_step: Callable[[str, int, int], None] | None,
+) -> str:
+    """Train, resume or skip one member; return what was done."""
+    state = _member_state(run_dir, config.epochs)
+    if state in ("complete", "resume"):
+        _check_same_recipe(run_dir, config)
+    if state == "complete":
+        return state
+    step = None if on_step is None else (lambda epoch, i: on_step(run_dir.name, epoch, i))
+    try:
+        if state == "resume":
+            train(out=run_dir, resume=True, progress=progress, on_step=step, **config.to_dict())
+            return "resumed"
+        if state == "restart":
+            _clear_unstarted(run_dir)
+        train(config, out=run_dir, progress=progress, on_step=step)
+        return "trained"
+    except TrainingInterrupted:
+        raise FamilyInterrupted(run_dir, out) from None
+
+
+def _member_state(run_dir: Path, epochs: int) -> str:
+    """``"new"``, ``"complete"``, ``"resume"`` or ``"restart"`` (killed before its first checkpoint)."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return "new"
+    saved = read_config(run_dir)
+    if saved.get("status") == "complete" and int(saved.get("epochs_done", 0)) >= epochs:
+        return "complete"
+    if (run_dir / CHECKPOINT_FILE).is_file():
+        return "resume"
+    return "restart"
+
+
+def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to reuse a member trained with other settings (only epochs, device and data_dir may differ)."""
+    saved = TrainConfig.from_dict(read_config(run_dir).get("train", {})).to_dict()
+    wanted = config.to_dict()
+    for key, value in wanted.items():
+        if key not in _RUNTIME_FIELDS and saved.get(key) != value:
+            raise ConfigError(
+                f"{run_dir}: this member was trained with --{key.replace('_', '-')} {saved.get(key)!r}, "
+                f"not {value!r}; use the same settings to resume the family, or choose another --out"
+            )
+
+
+def _clear_unstarted(run_dir: Path) -> None:
+    """Remove the initial config and weights of a member killed before its first epoch ended.
+
+    Only those two files are removed, and only when nothing else is there:
+    no epoch was finished, so no work is lost.
+    """
+    others = [p.name for p in run_dir.iterdir() if p.name not in (CONFIG_FILE, WEIGHTS_FILE)]
+    if others:
+        raise RunDirError(f"{run_dir}: unfinished run without {CHECKPOINT_FILE} (holds {', '.join(sorted(others))}); "
+                          "move it away to retrain this member")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _say(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message)
+
+
+# ---------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------
+
+
+def family_metrics(out: str | Path) -> list[MemberMetrics]:
+    """Final metrics of every member of the family in ``out``, in beta order.
+
+    Members without a finished epoch are left out.
+
+    Raises
+    ------
+    RunDirError
+        If ``out`` holds no ``family.json``.
+    """
+    out = Path(out)
+    rows = []
+    for member in _read_family(out)["members"]:
+        metrics = _member_metrics(out / member["name"], member["name"], float(member["beta"]))
+        if metrics is not None:
+            rows.append(metrics)
+    return rows
+
+
+def _read_family(out: Path) -> dict[str, Any]:
+    path = out / FAMILY_FILE
+    if not path.is_file():
+        raise RunDirError(f"{out}: not a family directory (no {FAMILY_FILE}); create it with `vaekit train-family`")
+    family = read_json(path)
+    if not isinstance(family, dict) or family.get("format") != _FORMAT or not isinstance(family.get("members"), list):
+        raise RunDirError(f"{path}: not a vaekit family description")
+    return family
+
+
+def _member_metrics(run_dir: Path, name: str, beta: float) -> MemberMetrics | None:
+    if not (run_dir / METRICS_FILE).is_file():
+        return None
+    rows = read_metrics(run_dir)
+    if not rows:
+        return None
+    last = rows[-1]
+    config = read_config(run_dir)
+    try:
+        return MemberMetrics(
+            name=name,
+            beta=beta,
+            run_dir=run_dir,
+            epochs=int(last["epoch"]),
+            recon=float(last["test_recon"]),
+            kl=float(last["test_kl"]),
+            active_units=int(last["active_units"]),
+            latent_dim=int(config["latent_dim"]),
+            elbo=float(last["test_elbo"]),
+            complete=config.get("status") == "complete",
+        )
+    except (KeyError, ValueError) as error:
+        raise RunDirError(f"{run_dir / METRICS_FILE}: missing or bad column ({error})") from None
+
+
+def write_family_report(out: str | Path) -> Path:
+    """Write ``out/family.html`` (and ``out/rate_distortion.png``) from the members' run directories.
+
+    Returns
+    -------
+    Path
+        The page, self-contained (figures embedded as PNG data).
+    """
+    out = Path(out)
+    family = _read_family(out)
+    metrics = family_metrics(out)
+    plot = out / RATE_DISTORTION_FILE
+    if metrics:
+        save_rate_distortion(metrics, plot, f"Rate-distortion: {family['arch']} on {family['dataset']} (test split)")
+    page = render_family_page(family, metrics, out, plot if metrics else None)
+    atomic_write_text(out / REPORT_FILE, page)
+    return out / REPORT_FILE

@@ -1,0 +1,124 @@
+"""Figures: image grids and the two figures of every run.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects, never through
+pyplot's global state, so importing vaekit never changes the user's backend.
+Every ``save_*`` function writes a PNG atomically and returns its path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from vaekit.files import atomic_write_bytes
+
+DPI = 120
+
+
+def new_figure(**kwargs: Any) -> Figure:
+    """A :class:`~matplotlib.figure.Figure` with its own Agg canvas: no pyplot, no global backend."""
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def to_display(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(N, C, H, W)`` values in [0, 1] (or uint8) -> ``(N, H, W)`` or ``(N, H, W, 3)`` floats."""
+    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    array = np.clip(array.astype(np.float32), 0.0, 1.0)
+    return array[:, 0] if array.shape[1] == 1 else array.transpose(0, 2, 3, 1)
+
+
+def show_image(ax, image: np.ndarray) -> None:
+    """Draw one image (greyscale or RGB) without axes."""
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def image_grid_figure(
+    rows: Sequence[np.ndarray],
+    row_labels: Sequence[str] | None = None,
+    titles: Sequence[str] | None = None,
+    suptitle: str | None = None,
+    cell: float = 1.2,
+):
+    """A figure with one row of images per entry of ``rows``."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig = new_figure(figsize=(cell * n_cols + (1.2 if row_labels else 0), cell * n_rows + 0.4))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for r, images in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c < len(images):
+                show_image(ax, images[c])
+            else:
+                ax.axis("off")
+            if titles is not None and r == 0 and c < len(titles):
+                ax.set_title(titles[c], fontsize=8)
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+
+@torch.no_grad()
+def reconstruct(model, images_uint8: torch.Tensor) -> torch.Tensor:
+    """Reconstructions from the posterior means (no sampling noise), in [0, 1]."""
+    device = next(model.parameters()).device
+    x = images_uint8.to(device).float().div(255.0)
+    z_mean, _ = model.encode(x)
+    return model.decode(z_mean).cpu()
+
+
+@torch.no_grad()
+def sample_prior(model, n: int, seed: int = 0) -> torch.Tensor:
+    """Decode ``n`` random points of the prior N(0, I), in [0, 1]."""
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    return model.decode(z).cpu()
+
+
+def save_reconstructions(model, dataset, path: str | os.PathLike, n: int = 10, seed: int = 0) -> Path:
+    """"Prediction from dataset": images (top row) above their reconstructions."""
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(dataset), generator=generator)[:n]
+    originals = dataset.images[index]
+    recon = reconstruct(model, originals)
+    # Datasets without classes (faces) get no column titles.
+    has_classes = len(dataset.class_names) > 1
+    labels = [dataset.class_names[int(i)] for i in dataset.labels[index]] if has_classes else None
+    fig = image_grid_figure([to_display(originals), to_display(recon)], row_labels=["input", "reconstruction"],
+                            titles=labels, suptitle="Prediction from dataset")
+    return save_figure(fig, path)
+
+
+def save_samples(model, path: str | os.PathLike, n: int = 64, seed: int = 0) -> Path:
+    """"Random point in the latent space": decoded samples of the prior, in a square grid."""
+    images = to_display(sample_prior(model, n, seed))
+    side = int(np.ceil(np.sqrt(n)))
+    rows = [images[i : i + side] for i in range(0, n, side)]
+    fig = image_grid_figure(rows, suptitle="Random points in the latent space", cell=1.0)
+    return save_figure(fig, path)

@@ -1,0 +1,155 @@
+"""The one-page HTML latent-space report of a run (``vaekit report``)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vaekit.analysis import latent
+from vaekit.analysis.explorer import LatentRun
+from vaekit.data.classes import resolve_class
+from vaekit.errors import ConfigError
+from vaekit.files import atomic_write_text, write_json
+from vaekit.runs.run import read_metrics
+from vaekit.viz.sections import (
+    Section,
+    arithmetic_section,
+    class_means_section,
+    figure_png,
+    interpolation_section,
+    latent_map_section,
+    manifold_section,
+    morph_section,
+    transitions_section,
+    traversal_section,
+)
+
+# ----------------------------------------------------------------------------
+# The report
+
+
+def build_report(run: LatentRun, output: str | os.PathLike | None = None, projection: str = "auto",
+                 grid: int = 20, steps: int = 6, method: str = "linear", progress=None) -> tuple[Path, Path]:
+    """Compute every section and write a self-contained ``report.html`` and its numbers as ``report.json``.
+
+    Sections a run cannot have (a manifold of a 1-D latent) are skipped with a
+    note. Returns the paths of the HTML page and the JSON file.
+    """
+    output = Path(output) if output is not None else run.run_dir / "report.html"
+    say = progress or (lambda message: None)
+    sections, notes = [], []
+    pairs = latent.default_transition_pairs(run.class_names)
+    morph_a, morph_b = _morph_examples(run, pairs[-1])  # another pair than the interpolation's
+    builders = [
+        ("latent map", lambda: latent_map_section(run, projection)),
+        ("manifold", lambda: manifold_section(run, grid)),
+        ("class averages", lambda: class_means_section(run)),
+        ("interpolation", lambda: interpolation_section(run, *(run.class_names[i] for i in pairs[0]), steps, method)),
+        ("transitions", lambda: transitions_section(run, None, steps, method)),
+        ("morph", lambda: morph_section(run, morph_a, morph_b, 7, method)),
+        ("traversals", lambda: traversal_section(run)),
+        ("arithmetic", lambda: arithmetic_section(run, *_arithmetic_pair(run))),
+    ]
+    for name, build in builders:
+        say(f"computing {name}")
+        try:
+            sections.append(build())
+        except ConfigError as error:
+            if run.model.latent_dim >= 2:
+                raise
+            notes.append(f"{name}: not available ({error})")
+    rendered = [(section, figure_png(section.figure)) for section in sections]
+    page = render_html(run, rendered, notes)
+    numbers = {"run": str(run.run_dir), "split": run.split, "images": len(run.dataset),
+               "sections": {s.key: s.metrics for s in sections}, "notes": notes}
+    json_path = output.with_suffix(".json")
+    atomic_write_text(output, page)
+    write_json(json_path, numbers)
+    return output, json_path
+
+
+def _morph_examples(run: LatentRun, pair: tuple[int, int]) -> tuple[str, str]:
+    """The first images of the two classes of ``pair``, as ``split:index`` references."""
+    labels = run.dataset.labels.numpy()
+    refs = []
+    for c in pair:
+        found = np.flatnonzero(labels == c)
+        refs.append(f"{run.split}:{int(found[0]) if found.size else len(refs)}")
+    return refs[0], refs[1]
+
+
+def _arithmetic_pair(run: LatentRun) -> tuple[str, str]:
+    try:
+        resolve_class("shirt", run.class_names), resolve_class("dress", run.class_names)
+        return "shirt", "dress"  # the issue's "turn this shirt into a dress"
+    except ConfigError:
+        return run.class_names[0], run.class_names[min(1, len(run.class_names) - 1)]
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+ul.numbers { background: #f6f8fa; padding: 0.8em 1em 0.8em 2em; border-radius: 4px; }
+p.explain { color: #444; font-size: 0.95em; }
+table { border-collapse: collapse; font-size: 0.85em; } td, th { border: 1px solid #ccc; padding: 3px 7px; }
+th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 0.8em; }
+nav a { margin-right: 1em; } .note { color: #a33; } div.wide { overflow-x: auto; }
+"""
+
+
+def render_html(run: LatentRun, rendered: Sequence[tuple[Section, bytes]], notes: Sequence[str] = ()) -> str:
+    """The report page: summary, one part per section (embedded PNG, numbers, explanation), metrics, config."""
+    esc = html.escape
+    config = run.config
+    title = f"vaekit latent-space report: {run.run_dir.name}"
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{esc(title)}</title>\n"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>{esc(title)}</h1>",
+             f"<p>{esc(_run_summary(run))}</p>",
+             "<nav>" + "".join(f'<a href="#{esc(s.key)}">{esc(s.title)}</a>' for s, _ in rendered)
+             + '<a href="#metrics">Training metrics</a><a href="#config">Config</a></nav>']
+    parts += [f'<p class="note">{esc(note)}</p>' for note in notes]
+    parts.append("<h2>Measured</h2><ul class=\"numbers\">"
+                 + "".join(f"<li><b>{esc(s.title)}</b>: {esc(s.lines[0])}</li>" for s, _ in rendered if s.lines)
+                 + "</ul>")
+    for section, png in rendered:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<h2 id="{esc(section.key)}">{esc(section.title)}</h2>'
+                     f'<figure><img alt="{esc(section.title)}" src="data:image/png;base64,{data}"></figure>'
+                     '<ul class="numbers">' + "".join(f"<li>{esc(line)}</li>" for line in section.lines) + "</ul>"
+                     f'<p class="explain">{esc(section.explanation)}</p>')
+    parts.append('<h2 id="metrics">Training metrics</h2>' + _metrics_table(run))
+    parts.append('<h2 id="config">Config</h2><pre>' + esc(json.dumps(config, indent=2)) + "</pre>")
+    parts.append(f"<p><small>Generated by vaekit on {esc(time.strftime('%Y-%m-%d %H:%M'))}.</small></p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _run_summary(run: LatentRun) -> str:
+    config = run.config
+    train = config.get("train") or {}
+    rows = read_metrics(run.run_dir)
+    text = (f"{config.get('arch', '?')} with a {run.model.latent_dim}-D latent space, beta {train.get('beta', '?')}, "
+            f"trained on {(config.get('dataset') or {}).get('name', '?')} for {config.get('epochs_done', '?')} epochs")
+    if rows and rows[-1].get("test_elbo"):
+        text += f" (test -ELBO {float(rows[-1]['test_elbo']):.2f} nats per image)"
+    return text + f". Figures and numbers use the first {len(run.dataset):,} images of the {run.split} split."
+
+
+def _metrics_table(run: LatentRun) -> str:
+    rows = read_metrics(run.run_dir)
+    if not rows:
+        return "<p>No metrics.csv in the run directory.</p>"
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in rows[0])
+    body = "".join("<tr>" + "".join(f'<td class="num">{html.escape(str(value))}</td>' for value in row.values())
+                   + "</tr>" for row in rows)
+    return f'<div class="wide"><table><tr>{head}</tr>{body}</table></div>'
