@@ -6,15 +6,22 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from celeba_fixtures import celeba_dir, fresh_reports, isolated_cache, make_celeba_copy  # noqa: F401
 from PIL import Image
 
 import vaekit
 import vaekit.data.cache
 import vaekit.data.images
-from vaekit.data.celeba import CELEBA_ATTRIBUTES, CelebADataset, find_celeba, load_celeba, read_attributes
 from vaekit.cli import main
+from vaekit.data.celeba import (
+    CELEBA_ATTRIBUTES,
+    CelebADataset,
+    attribute_index,
+    find_celeba,
+    load_celeba,
+    read_attributes,
+)
 from vaekit.errors import ConfigError, DataError
-from celeba_fixtures import celeba_dir, fresh_reports, isolated_cache, make_celeba_copy  # noqa: F401
 
 IMAGE_BYTES = 3 * 128 * 128
 
@@ -130,6 +137,23 @@ def test_subsets_keep_the_annotations_aligned(sample):
     assert "CelebADataset" in repr(part) and "tensor" not in repr(part)
     with pytest.raises(ConfigError, match="unknown attribute 'Smilling'.*Smiling"):
         train.attribute("Smilling")
+    # The one name resolver: any case, spaces for underscores.
+    hat = CELEBA_ATTRIBUTES.index("Wearing_Hat")
+    assert torch.equal(train.attribute("wearing hat"), train.attributes[:, hat].bool())
+    assert attribute_index(CELEBA_ATTRIBUTES, "Wearing-Hat") == hat
+    assert attribute_index(CELEBA_ATTRIBUTES, "5 o clock shadow") == 0
+
+
+def test_celeba_is_a_torch_dataset(sample):
+    train, _ = sample
+    part = train.subset(range(10))
+    image, label = part[-1]
+    assert image.shape == (3, 128, 128) and image.dtype == torch.float32 and int(label) == 0
+    assert torch.equal(image, part.to_float([9])[0])
+    batches = list(torch.utils.data.DataLoader(part, batch_size=4))
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    assert torch.equal(torch.cat([b[0] for b in batches]), part.to_float())
+    assert part.images.dtype == torch.uint8  # the training hot path still slices uint8
 
 
 # -- small partial copies -------------------------------------------------------

@@ -41,6 +41,15 @@ def test_reconstruct_and_sample_write_figures_where_asked(cli_run, tmp_path, cap
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_figure_commands_take_the_runtime_options(cli_run, tmp_path, capsys):
+    assert main(["sample", str(cli_run), "-o", str(tmp_path / "s.png"), "-n", "4", "--device", "cpu",
+                 "--precision", "fp32"]) == 0
+    assert main(["reconstruct", str(cli_run), "-o", str(tmp_path / "r.png"), "-n", "2", "--device", "cpu"]) == 0
+    assert (tmp_path / "s.png").is_file() and (tmp_path / "r.png").is_file()
+    assert main(["sample", str(cli_run), "--device", "tpu9"]) == 2
+    _one_error_line(capsys, "--device: unknown device 'tpu9'")
+
+
 def test_training_into_an_existing_run_is_refused_and_keeps_it(cli_run, capsys):
     before = (cli_run / "model.safetensors").read_bytes()
     assert main([*SHAPES_TRAIN, "--out", str(cli_run)]) == 2
@@ -58,7 +67,9 @@ def test_resume_with_more_epochs_continues_the_run(cli_run, tmp_path, capsys):
 @pytest.mark.parametrize("args,needles", [
     (["--beta", "-1"], ["--beta", "-1"]),
     (["--batch-size", "0"], ["--batch-size"]),
-    (["--arch", "resnet"], ["unknown architecture 'resnet'", "fashion28"]),
+    (["--arch", "resnet"], ["--arch: unknown architecture 'resnet'", "fashion28"]),
+    (["--epochs", "0"], ["--epochs must be at least 1, got 0"]),
+    (["--latent-dim", "0"], ["--latent-dim must be at least 1"]),
     (["--dataset", "mnist-digits"], ["unknown dataset", "fashion-mnist"]),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, args, needles):

@@ -15,6 +15,7 @@ import vaekit.analysis.bounds as bounds_mod
 import vaekit.analysis.denoise as denoise_mod
 import vaekit.analysis.embedding as embedding_mod
 import vaekit.data.folder as folder_mod
+from vaekit.analysis import Inference
 from vaekit.data import make_shapes
 from vaekit.errors import ConfigError, DataError
 
@@ -87,7 +88,7 @@ def test_evaluate_model_reports_consistent_numbers(model, small_test):
     assert result.kl == pytest.approx(sum(result.kl_per_dim), rel=1e-6)
     assert result.iwae <= result.elbo_iw_images
     assert result.iwae_bits_per_dim == pytest.approx(result.iwae / (784 * math.log(2)))
-    z_mean, _ = bounds_mod.encode_images(model, small_test.images)
+    z_mean, _ = Inference(model).encode(small_test.images)
     assert result.active_units == int((z_mean.var(0) > 0.01).sum())
     assert result.active_units >= 1 and len(result.kl_per_dim) == 2
     assert result.likelihood["kind"] == "bernoulli" and result.likelihood["normalised"] is False
@@ -114,8 +115,9 @@ def test_gaussian_likelihood_bounds_keep_their_order(model, small_test):
 
 
 def test_bad_inputs_are_one_line_errors(model, small_test):
-    with pytest.raises(ConfigError, match="--iw-samples"):
+    with pytest.raises(ConfigError, match="iw_samples must be") as error:
         bounds_mod.evaluate_model(model, small_test, iw_samples=0)
+    assert error.value.param == "iw_samples"  # the CLI shows it as --iw-samples
     rgb = make_shapes(n=12, channels=3)
     with pytest.raises(DataError, match=r"\(3, 28, 28\).*expects \(1, 28, 28\)"):
         bounds_mod.evaluate_model(model, rgb, iw_samples=2)

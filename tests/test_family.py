@@ -5,14 +5,25 @@ import re
 import numpy as np
 import pytest
 import torch
+from celeba_fixtures import celeba_dir, isolated_cache, make_celeba_copy  # noqa: F401
 
 import vaekit
-from vaekit.analysis.attributes import apply_direction, attribute_direction, attribute_edit, encode_means
+from vaekit import TrainConfig
+from vaekit.analysis.attributes import (
+    apply_direction,
+    attribute_direction,
+    attribute_edit,
+    encode_means,
+)
 from vaekit.cli import main
 from vaekit.errors import ConfigError, DataError
-from vaekit.training.family import FamilyInterrupted, family_metrics, member_name, train_family, write_family_report
-from vaekit import TrainConfig
-from celeba_fixtures import celeba_dir, isolated_cache, make_celeba_copy  # noqa: F401
+from vaekit.training.family import (
+    FamilyInterrupted,
+    family_metrics,
+    member_name,
+    train_family,
+    write_family_report,
+)
 
 TINY = dict(dataset="shapes", arch="fashion28", epochs=1, batch_size=64, train_limit=128, test_limit=64)
 

@@ -1,17 +1,19 @@
+import hashlib
 import logging
 
 import numpy as np
 import pytest
 import torch
+from celeba_fixtures import celeba_dir, fresh_reports, isolated_cache  # noqa: F401
 from PIL import Image
+from torch.utils.data import DataLoader
 
 import vaekit
 import vaekit.data.folder
-from vaekit.errors import ConfigError, DataError
+from vaekit import TrainConfig, train
 from vaekit.data.folder import load_folder
 from vaekit.data.images import ImageProblem, ImageTransform, decode_image
-from vaekit import TrainConfig, train
-from celeba_fixtures import celeba_dir, fresh_reports, isolated_cache  # noqa: F401
+from vaekit.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,15 @@ def fashion_pngs(tmp_path_factory, fashion_mnist_dir):
         folder.mkdir(exist_ok=True)
         Image.fromarray(image[0].numpy(), "L").save(folder / f"{i:04d}.png")
     return root, data
+
+
+def _is_hash_test(name, fraction=0.1):
+    """The documented rule: test iff the name's SHA-1, as a fraction of 2**160, is below the fraction."""
+    return int(hashlib.sha1(name.encode()).hexdigest(), 16) < fraction * 2**160
+
+
+def _n_hash_test(root):
+    return sum(_is_hash_test(name) for name in vaekit.data.folder.list_folder(root))
 
 
 def _errors(caplog):
@@ -50,10 +61,12 @@ def test_the_split_is_disjoint_stable_and_about_ten_percent(fashion_pngs):
     root, _ = fashion_pngs
     train_set = load_folder(root, "train", image_shape=(1, 28, 28), progress=False)
     test_set = load_folder(root, "test", image_shape=(1, 28, 28), progress=False)
-    assert len(train_set) + len(test_set) == 400 and len(test_set) == 40
+    n_test = _n_hash_test(root)
+    assert 30 <= n_test <= 50  # about ten percent of 400
+    assert len(train_set) + len(test_set) == 400 and len(test_set) == n_test
     train_images = {x.numpy().tobytes() for x in train_set.images}
     test_images = {x.numpy().tobytes() for x in test_set.images}
-    assert len(train_images) == 360 and len(test_images) == 40 and not train_images & test_images
+    assert len(train_images) == 400 - n_test and len(test_images) == n_test and not train_images & test_images
     again = load_folder(root, "test", image_shape=(1, 28, 28), progress=False)
     assert torch.equal(again.images, test_set.images)
 
@@ -64,7 +77,7 @@ def test_fashion28_trains_on_a_folder_through_the_registry(fashion_pngs, tmp_pat
     result = train(TrainConfig(dataset=f"folder:{root}", arch="fashion28", epochs=1, batch_size=64, train_limit=128),
                    out=tmp_path / "run", progress=False)
     assert result.metrics[0]["test_elbo"] > 0
-    assert len(vaekit.load_dataset(f"folder:{root}", "train")) == 360
+    assert len(vaekit.load_dataset(f"folder:{root}", "train")) == 400 - _n_hash_test(root)
 
 
 def test_colour_photos_are_cropped_and_resized_for_nn3(tmp_path, celeba_dir):
@@ -136,6 +149,48 @@ def test_train_and_test_subfolders_are_the_splits(tmp_path):
     test_set = load_folder(tmp_path / "d", "test", progress=False)
     assert (len(train_set), len(test_set)) == (10, 4)
     assert train_set.class_names == ("cat", "dog") and test_set.labels.tolist() == [0, 0, 1, 1]
+    # Files are datasets for torch's DataLoader too.
+    images, labels = next(iter(DataLoader(test_set, batch_size=4)))
+    assert images.shape == (4, 1, 28, 28) and images.dtype == torch.float32 and labels.tolist() == [0, 0, 1, 1]
+    assert torch.equal(images, test_set.to_float())
+
+
+def test_adding_files_never_moves_a_file_between_the_splits(tmp_path):
+    root = tmp_path / "growing"
+    root.mkdir()
+
+    def add(start, stop):
+        for i in range(start, stop):
+            Image.new("L", (8, 8), i % 256).save(root / f"{i:03d}.png")
+
+    def splits():
+        return {split: set(load_folder(root, split, image_shape=(1, 8, 8), progress=False).filenames)
+                for split in ("train", "test")}
+
+    add(0, 40)
+    before = splits()
+    assert before["test"] == {n for n in before["test"] | before["train"] if _is_hash_test(n)}
+    for start, stop in ((40, 80), (80, 200)):
+        add(start, stop)
+        after = splits()
+        assert before["test"] <= after["test"] and before["train"] <= after["train"]
+        assert not after["test"] & after["train"] and len(after["test"] | after["train"]) == stop
+        before = after
+    assert 5 <= len(before["test"]) <= 40  # about ten percent of 200
+
+
+def test_tiny_folders_get_one_file_in_each_split(tmp_path):
+    from vaekit.data.folder import _hash_split
+
+    names = [f"{i}.png" for i in range(3)]
+    for fraction in (1e-9, 0.5, 1 - 1e-9):
+        split = _hash_split(names, fraction)
+        assert 0 in split and 1 in split
+        assert split == _hash_split(names, fraction)  # deterministic
+    assert _hash_split(["only.png"], 0.5) == [0]
+    # The threshold alone decides once both splits are non-empty.
+    many = [f"{i}.png" for i in range(50)]
+    assert _hash_split(many, 0.3) == [int(_is_hash_test(n, 0.3)) for n in many]
 
 
 def test_a_changed_folder_rebuilds_its_cache(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import vaekit
 import vaekit.analysis.explorer as explorer_mod
 import vaekit.analysis.latent as latent_mod
 import vaekit.analysis.manifold as manifold_ops_mod
@@ -23,6 +24,7 @@ import vaekit.viz.latent_figures as lp_mod
 from vaekit.data import FASHION_MNIST_CLASSES, SHAPES_CLASSES
 from vaekit.errors import ConfigError, DataError
 from vaekit.models import build_model
+from vaekit.models.pretrained import save_model
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +139,8 @@ def test_interpolation_endpoints_decode_exactly_the_two_vectors(model2, method):
     np.testing.assert_array_equal(result.z[0], a)  # exactly, not up to rounding
     np.testing.assert_array_equal(result.z[-1], b)
     # Decoding in a batch of 6 or alone may pick different kernels: equal to float32 rounding.
-    np.testing.assert_allclose(result.images[0], latent_mod.decode(model2, a)[0], atol=1e-6)
-    np.testing.assert_allclose(result.images[-1], latent_mod.decode(model2, b)[0], atol=1e-6)
+    np.testing.assert_allclose(result.images[0], latent_mod.decode(model2, a)[0], atol=1e-5)
+    np.testing.assert_allclose(result.images[-1], latent_mod.decode(model2, b)[0], atol=1e-5)
     assert 1 / 64 <= result.smoothness.max_step_fraction <= 1 and result.smoothness.frames == 65
 
 
@@ -352,8 +354,6 @@ def test_morph_decodes_the_two_images_latent_means_at_its_ends(model2):
 
 def _shapes_run(tmp_path, model):
     run = tmp_path / "run"
-    from vaekit.models.pretrained import save_model
-
     save_model(model, run, {"dataset": {"name": "shapes", "class_names": list(SHAPES_CLASSES)},
                             "train": {"data_dir": None}})
     return run
@@ -361,24 +361,27 @@ def _shapes_run(tmp_path, model):
 
 def test_class_means_are_cached_in_the_run_and_recomputed_when_the_weights_change(tmp_path, model2, monkeypatch):
     run_dir = _shapes_run(tmp_path, model2)
-    first = explorer_mod.LatentRun(run_dir, limit=300).class_means()
+    explorer = explorer_mod.Explorer.open(run_dir, limit=300)
+    first = explorer.class_means()
+    assert not (run_dir / latent_mod.CLASS_MEANS_FILE).exists(), "exploring writes nothing unless asked"
+    explorer.save_class_means(first)
     cache = json.loads((run_dir / latent_mod.CLASS_MEANS_FILE).read_text())
     assert cache["split"] == "test" and cache["count"] == 300 and set(cache["means"]) == set(SHAPES_CLASSES)
 
     # A second run object reads the file and never touches the dataset.
-    monkeypatch.setattr(explorer_mod.LatentRun, "load_split", lambda *a: pytest.fail("dataset loaded despite the cache"))
-    again = explorer_mod.LatentRun(run_dir, limit=300).class_means()
+    monkeypatch.setattr(vaekit.Run, "dataset", lambda *a, **k: pytest.fail("dataset loaded despite the cache"))
+    again = explorer_mod.Explorer.open(run_dir, limit=300).class_means()
     np.testing.assert_allclose(again.vectors, first.vectors, rtol=1e-6)
     monkeypatch.undo()
 
     torch.manual_seed(5)
-    build_model("fashion28", latent_dim=2).save_pretrained(run_dir)  # new weights: the cache is stale
-    fresh = explorer_mod.LatentRun(run_dir, limit=300).class_means()
+    save_model(build_model("fashion28", latent_dim=2), run_dir)  # new weights: the cache is stale
+    fresh = explorer_mod.Explorer.open(run_dir, limit=300).class_means()
     assert not np.allclose(fresh.vectors, first.vectors)
 
 
 def test_dataset_images_are_referenced_as_split_colon_index(tmp_path, model2):
-    run = explorer_mod.LatentRun(_shapes_run(tmp_path, model2))
+    run = explorer_mod.Explorer.open(_shapes_run(tmp_path, model2))
     image, label = run.image("test:3")
     dataset = run.load_split("test")
     np.testing.assert_allclose(image, dataset.images[3].numpy() / 255.0)

@@ -76,8 +76,9 @@ def test_latent_dim_changes_only_the_latent_layers():
 def test_unknown_architecture_and_bad_latent_are_config_errors():
     with pytest.raises(ConfigError, match="unknown architecture 'resnet'.*fashion28"):
         vaekit.build_model("resnet")
-    with pytest.raises(ConfigError, match="latent-dim"):
+    with pytest.raises(ConfigError, match="latent_dim must be at least 1") as error:
         vaekit.build_model("fashion28", latent_dim=0)
+    assert error.value.param == "latent_dim"
 
 
 def test_spec_round_trips_through_plain_values():

@@ -5,10 +5,16 @@ Train, inspect, generate and score, from one command or a few lines::
     import vaekit
     result = vaekit.train(out="runs/fmnist", epochs=10)
     model = vaekit.load("runs/fmnist")
+    run = vaekit.Run.open("runs/fmnist")      # model, config, metrics, dataset
+
+The package is layered (each layer uses only the ones below it):
+``cli`` > ``training`` > ``viz`` > ``analysis`` > ``runs`` > ``models`` | ``data``
+> ``files`` | ``runtime`` > ``errors``. See ``docs/architecture.md``.
 """
 
 __version__ = "0.1.0"
 
+from vaekit.analysis.inference import Inference  # noqa: E402
 from vaekit.data import ImageDataset, load_dataset  # noqa: E402  (registers every dataset)
 from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError  # noqa: E402
 from vaekit.models import (  # noqa: E402
@@ -20,18 +26,23 @@ from vaekit.models import (  # noqa: E402
     load,
     vae_loss,
 )
-from vaekit.training.config import TrainConfig  # noqa: E402
-from vaekit.training.trainer import TrainResult, train  # noqa: E402
+from vaekit.models.pretrained import save_pretrained  # noqa: E402
+from vaekit.runs import Run  # noqa: E402
+from vaekit.training import Callback, TrainConfig, Trainer, TrainResult, train  # noqa: E402
 
 __all__ = [
     "ARCHITECTURES",
     "ArchSpec",
+    "Callback",
     "ConfigError",
     "ConvLayer",
     "DataError",
     "ImageDataset",
+    "Inference",
+    "Run",
     "RunDirError",
     "TrainConfig",
+    "Trainer",
     "TrainResult",
     "VAE",
     "VaekitError",
@@ -39,6 +50,7 @@ __all__ = [
     "build_model",
     "load",
     "load_dataset",
+    "save_pretrained",
     "train",
     "vae_loss",
 ]

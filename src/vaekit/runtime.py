@@ -33,9 +33,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device: unknown device '{name}'") from None
+        raise ConfigError(f"device: unknown device '{name}'", param="device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available")
+        raise ConfigError("device cuda: no CUDA GPU is available", param="device")
     return device
 
 
@@ -56,7 +56,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """Pick the fastest precision that trains as well as float32 on ``device``."""
     if precision != "auto":
         if precision == "fp16" and device.type == "cpu":
-            raise ConfigError("--precision fp16 is for GPUs; use bf16 or fp32 on the CPU")
+            raise ConfigError("precision fp16 is for GPUs; use bf16 or fp32 on the CPU", param="precision")
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -12,15 +12,16 @@ import torch
 
 from vaekit.analysis.bounds import (
     Likelihood,
-    _device_of,
+    ModelLike,
     check_finite,
     check_images_fit,
     check_iw_samples,
     image_bounds,
 )
+from vaekit.analysis.inference import inference_for
+from vaekit.data.classes import class_mask
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import ConfigError, DataError
-from vaekit.models.vae import VAE
 
 ANOMALY_SCORES = ("neg_elbo", "recon_error", "iwae", "complexity")
 
@@ -68,7 +69,7 @@ class AnomalyScores:
     likelihood: dict[str, Any]
 
 
-def anomaly_scores(model: VAE, dataset: ImageDataset, likelihood: Likelihood | None = None, iw_samples: int = 16,
+def anomaly_scores(model: ModelLike, dataset: ImageDataset, likelihood: Likelihood | None = None, iw_samples: int = 16,
                    seed: int = 0, batch_size: int = 500) -> AnomalyScores:
     """Score every image: negative ELBO, reconstruction error, IWAE bound and a complexity-corrected bound.
 
@@ -98,27 +99,18 @@ def anomaly_scores(model: VAE, dataset: ImageDataset, likelihood: Likelihood | N
     AnomalyScores
     """
     likelihood = likelihood or Likelihood()
+    model = inference_for(model)
     check_images_fit(model, dataset)
     check_iw_samples(iw_samples)
     bounds = image_bounds(model, dataset.images, iw_samples, likelihood, seed, batch_size)
-    recon_error = _reconstruction_error(model, dataset.images, batch_size)
+    # Likelihood-free: squared pixel error of the reconstruction from z_mean.
+    recon_error = (model.reconstruct(dataset.images) - dataset.images.float() / 255.0).double().square().flatten(1).sum(1).numpy()
     bits = png_bits(dataset.images)
     dims = math.prod(model.image_shape)
     complexity = (bounds.iwae / math.log(2) - bits) / dims
     scores = {"neg_elbo": bounds.elbo, "recon_error": recon_error, "iwae": bounds.iwae, "complexity": complexity}
     check_finite(scores, f"anomaly scores of {dataset.name}")
     return AnomalyScores(scores, bits, iw_samples, likelihood.to_dict())
-
-
-@torch.no_grad()
-def _reconstruction_error(model: VAE, images: torch.Tensor, batch_size: int) -> np.ndarray:
-    device = _device_of(model)
-    errors = []
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device).float().div(255.0)
-        z_mean, _ = model.encode(x)
-        errors.append((model.decode(z_mean) - x).double().square().flatten(1).sum(1).cpu())
-    return torch.cat(errors).numpy()
 
 
 def auroc(is_anomaly: Iterable[bool] | np.ndarray, scores: Iterable[float] | np.ndarray) -> float:
@@ -163,16 +155,11 @@ class AnomalyProtocol:
 
 
 def held_out_mask(dataset: ImageDataset, held_out: Sequence[str]) -> np.ndarray:
-    """Boolean mask of the images whose class is one of ``held_out``."""
-    unknown = [name for name in held_out if name not in dataset.class_names]
-    if unknown:
-        raise ConfigError(f"unknown class '{unknown[0]}' for dataset '{dataset.name}'; choose from: "
-                          + ", ".join(dataset.class_names))
-    ids = [dataset.class_names.index(name) for name in held_out]
-    return np.isin(dataset.labels.numpy(), ids)
+    """Boolean mask of the images whose class is one of ``held_out`` (names as users type them)."""
+    return class_mask(dataset.labels.numpy(), held_out, dataset.class_names)
 
 
-def anomaly_protocol(model: VAE, test_set: ImageDataset, held_out: Sequence[str],
+def anomaly_protocol(model: ModelLike, test_set: ImageDataset, held_out: Sequence[str],
                      likelihood: Likelihood | None = None, iw_samples: int = 16, seed: int = 0,
                      max_normal: int | None = None, max_anomalous: int | None = None) -> AnomalyProtocol:
     """Score a test split and report AUROC of the held-out classes against the rest, per score.
@@ -202,7 +189,7 @@ def anomaly_protocol(model: VAE, test_set: ImageDataset, held_out: Sequence[str]
     return _score_protocol(model, data, is_anomaly, list(held_out), likelihood, iw_samples, seed)
 
 
-def anomaly_versus(model: VAE, normal: ImageDataset, anomalous: ImageDataset, likelihood: Likelihood | None = None,
+def anomaly_versus(model: ModelLike, normal: ImageDataset, anomalous: ImageDataset, likelihood: Likelihood | None = None,
                    iw_samples: int = 16, seed: int = 0) -> AnomalyProtocol:
     """Score two sets of images and report AUROC of ``anomalous`` against ``normal``, per score.
 
@@ -221,7 +208,7 @@ def anomaly_versus(model: VAE, normal: ImageDataset, anomalous: ImageDataset, li
     return _score_protocol(model, data, is_anomaly, [anomalous.name], likelihood, iw_samples, seed)
 
 
-def _score_protocol(model: VAE, data: ImageDataset, is_anomaly: np.ndarray, held_out: list[str],
+def _score_protocol(model: ModelLike, data: ImageDataset, is_anomaly: np.ndarray, held_out: list[str],
                     likelihood: Likelihood | None, iw_samples: int, seed: int) -> AnomalyProtocol:
     scores = anomaly_scores(model, data, likelihood, iw_samples, seed)
     aurocs = {name: auroc(is_anomaly, values) for name, values in scores.scores.items()}
@@ -247,3 +234,82 @@ def anomaly_rows(scores: AnomalyScores, dataset: ImageDataset, names: Sequence[s
         row["png_bits"] = int(scores.png_bits[i])
         rows.append(row)
     return rows
+
+
+@dataclass
+class AnomalyReport:
+    """Everything :func:`score_run` measured: the images, their scores and, with known answers, the AUROCs.
+
+    ``names`` are file names when files were scored (else None); ``captions``
+    label each image in figures; ``protocol`` is set when it is known which
+    images are anomalous (held-out classes, or ``normal`` images given).
+    """
+
+    dataset: ImageDataset
+    scores: AnomalyScores
+    names: list[str] | None
+    captions: list[str]
+    title: str
+    protocol: AnomalyProtocol | None = None
+
+    @property
+    def is_anomaly(self) -> np.ndarray | None:
+        return None if self.protocol is None else self.protocol.is_anomaly
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One CSV row per image (see :func:`anomaly_rows`)."""
+        return anomaly_rows(self.scores, self.dataset, self.names, self.is_anomaly)
+
+
+def score_run(run: Any, images: str | None = None, normal: str | None = None, binarize: str | None = None,
+              iw_samples: int = 16, seed: int = 0, limit: int | None = None) -> AnomalyReport:
+    """Score images with a run's model, with the protocol the arguments imply.
+
+    Parameters
+    ----------
+    run
+        A :class:`~vaekit.runs.Run`.
+    images
+        What to score: a file, a folder, or a dataset spec (``fashion-mnist:test``,
+        ``shapes``). ``None`` runs the held-out-class protocol on the run's test
+        split: the classes the run was trained without are the anomalies.
+    normal
+        In-distribution images to compare ``images`` with (AUROC of ``images``
+        as anomalous against these).
+    binarize, iw_samples, seed
+        Likelihood and IWAE settings (see :func:`anomaly_scores`).
+    limit
+        Score only the first ``limit`` images of each set.
+    """
+    from vaekit.analysis.bounds import run_likelihood
+    from vaekit.data.folder import resolve_images
+
+    if normal is not None and images is None:
+        raise ConfigError("normal: give the anomalous images as well", param="normal")
+    likelihood = run_likelihood(run.config, binarize)
+    model, data_dir = inference_for(run), run.data_location()
+    if images is None:
+        test = run.dataset("test", limit=limit)
+        protocol = anomaly_protocol(model, test, run.excluded_classes, likelihood, iw_samples, seed)
+        return AnomalyReport(protocol.dataset, protocol.scores, None, _captions(protocol.dataset, None),
+                             f"Most anomalous test images (held out of training: {', '.join(protocol.held_out)})",
+                             protocol)
+    data, names = resolve_images(images, model.image_shape, data_dir)
+    data = data.subset(slice(0, limit)) if limit is not None else data
+    if normal is None:
+        scores = anomaly_scores(model, data, likelihood, iw_samples, seed)
+        return AnomalyReport(data, scores, names, _captions(data, names), f"Most anomalous images of {images}")
+    normal_set, normal_names = resolve_images(normal, model.image_shape, data_dir)
+    normal_set = normal_set.subset(slice(0, limit)) if limit is not None else normal_set
+    protocol = anomaly_versus(model, normal_set, data, likelihood, iw_samples, seed)
+    captions = [f"N: {c}" for c in _captions(normal_set, normal_names)] + \
+        [f"A: {c}" for c in _captions(data, names)]
+    if names is not None or normal_names is not None:
+        names = (normal_names or [f"{normal_set.name}:{i}" for i in range(len(normal_set))]) + \
+            (names or [f"{data.name}:{i}" for i in range(len(data))])
+    return AnomalyReport(protocol.dataset, protocol.scores, names, captions,
+                         f"Most anomalous of {images} (A, anomalous) and {normal} (N, normal)", protocol)
+
+
+def _captions(data: ImageDataset, names: list[str] | None) -> list[str]:
+    return names or [data.class_names[int(label)] for label in data.labels]

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from vaekit.analysis.inference import inference_for
+from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError, DataError
+from vaekit.runs.run import Run
 
 __all__ = [
     "DEFAULT_STRENGTHS",
@@ -106,39 +108,19 @@ def attribute_mask(dataset, attr: str) -> tuple[str, np.ndarray]:
         One line listing the valid names when ``attr`` is unknown.
     """
     names = tuple(getattr(dataset, "attribute_names", ()) or ())
-    kind = "attribute"
-    if names:
-        values = dataset.attributes
-    else:  # no annotations: the classes are the attributes
-        names, kind = tuple(dataset.class_names), "class"
-        values = None
-    lowered = [name.lower() for name in names]
-    key = attr.strip().lower()
-    if key not in lowered:
-        raise ConfigError(f"--attr: unknown {kind} {attr!r} for dataset {dataset.name!r}; "
-                          f"choose one of: {', '.join(names)}")
-    column = lowered.index(key)
-    if values is not None:
-        mask = values[:, column].bool()
-    else:
-        mask = dataset.labels == column
+    kind = "attribute" if names else "class"  # no annotations: the classes are the attributes
+    names = names or tuple(dataset.class_names)
+    try:
+        column = resolve_class(attr, names, what=kind)
+    except ConfigError as error:
+        raise ConfigError(f"attr: {error} (dataset {dataset.name!r})", param="attr") from None
+    mask = dataset.attributes[:, column].bool() if kind == "attribute" else dataset.labels == column
     return names[column], mask.cpu().numpy().astype(bool)
 
 
-@torch.no_grad()
-def encode_means(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def encode_means(model: Any, images: torch.Tensor) -> torch.Tensor:
     """Posterior means ``E[z|x]`` of uint8 images ``(N, C, H, W)``, float32 ``(N, latent_dim)`` on the CPU."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    means = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device).float().div_(255.0)
-        means.append(model.encode(x)[0].float().cpu())
-    model.train(was_training)
-    if not means:
-        return torch.empty(0, model.latent_dim)
-    return torch.cat(means)
+    return inference_for(model).encode(images)[0]
 
 
 def attribute_direction(
@@ -146,7 +128,6 @@ def attribute_direction(
     dataset,
     attr: str,
     max_images: int | None = None,
-    batch_size: int = 256,
     seed: int = 0,
 ) -> AttributeDirection:
     """Latent direction of ``attr``: mean ``E[z|x]`` with it minus mean without it.
@@ -161,8 +142,6 @@ def attribute_direction(
         Attribute or class name, any case.
     max_images
         Use a random subset of this many images (all when None).
-    batch_size
-        Images encoded at once.
     seed
         Seed of the subset.
 
@@ -181,7 +160,7 @@ def attribute_direction(
     index = np.arange(len(dataset))
     if max_images is not None:
         if max_images < 2:
-            raise ConfigError(f"--max-images must be at least 2, got {max_images}")
+            raise ConfigError(f"max_images must be at least 2, got {max_images}", param="max_images")
         if max_images < len(index):
             rng = np.random.default_rng(seed)
             # Sorted: the images are memory-mapped, and in-order reads are fastest.
@@ -190,15 +169,14 @@ def attribute_direction(
     n_with, n_without = int(mask.sum()), int((~mask).sum())
     if n_with == 0 or n_without == 0:
         which = "has" if n_with == 0 else "lacks"
-        raise DataError(f"--attr {name}: none of the {len(index)} images of dataset {dataset.name!r} {which} "
+        raise DataError(f"attr {name}: none of the {len(index)} images of dataset {dataset.name!r} {which} "
                         "it, so there is no direction to measure")
-    z = encode_means(model, dataset.images[torch.as_tensor(index)], batch_size).numpy()
+    z = encode_means(model, dataset.images[torch.as_tensor(index)]).numpy()
     mean_with, mean_without = z[mask].mean(0), z[~mask].mean(0)
     return AttributeDirection(name, (mean_with - mean_without).astype(np.float32), mean_with.astype(np.float32),
                               mean_without.astype(np.float32), n_with, n_without)
 
 
-@torch.no_grad()
 def apply_direction(
     model,
     images: torch.Tensor,
@@ -223,37 +201,35 @@ def apply_direction(
     numpy.ndarray
         float32 ``(n, len(strengths), C, H, W)`` in [0, 1].
     """
-    device = next(model.parameters()).device
-    z = encode_means(model, images).to(device)
-    d = torch.as_tensor(np.asarray(direction), dtype=torch.float32, device=device)
+    inference = inference_for(model)
+    z = encode_means(inference, images)
+    d = torch.as_tensor(np.asarray(direction), dtype=torch.float32)
     if d.shape != (z.shape[1],):
-        raise ConfigError(f"the direction has shape {tuple(d.shape)}, the model's latent space ({z.shape[1]},)")
-    alphas = torch.as_tensor(list(strengths), dtype=torch.float32, device=device)
+        raise ConfigError(f"the direction has shape {tuple(d.shape)}, the model's latent space ({z.shape[1]},)",
+                          param="direction")
+    alphas = torch.as_tensor(list(strengths), dtype=torch.float32)
     codes = z[:, None, :] + alphas[None, :, None] * d  # (n, S, latent)
-    was_training = model.training
-    model.eval()
-    decoded = model.decode(codes.reshape(-1, z.shape[1])).float().cpu()
-    model.train(was_training)
+    decoded = inference.decode(codes.reshape(-1, z.shape[1]))
     return decoded.reshape(len(images), len(alphas), *decoded.shape[1:]).numpy()
 
 
 def attribute_edit(
-    run_dir: str | os.PathLike[str],
+    run: Run | str | os.PathLike[str],
     attr: str,
     n: int = 4,
     strengths: Sequence[float] = DEFAULT_STRENGTHS,
     max_images: int | None = 5000,
     split: str = "test",
     dataset: str | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
 ) -> AttributeEdit:
     """Measure ``attr``'s direction on a run's training images and apply it to ``n`` images of ``split``.
 
     Parameters
     ----------
-    run_dir
-        A run directory (see :func:`vaekit.load`).
+    run
+        A :class:`~vaekit.runs.Run` (its device, precision and data folder are
+        used) or a run directory.
     attr
         Attribute or class name, any case.
     n
@@ -264,8 +240,8 @@ def attribute_edit(
         Training images used to measure the direction (a random subset).
     split
         Split the edited images come from.
-    dataset, data_dir
-        Override the run's dataset and data folder.
+    dataset
+        Another dataset than the run's.
     seed
         Seed of the image choices.
 
@@ -273,27 +249,19 @@ def attribute_edit(
     -------
     AttributeEdit
     """
-    from vaekit.data.registry import load_dataset
-    from vaekit.models.pretrained import load, read_config
-
     if n < 1:
-        raise ConfigError(f"-n must be at least 1, got {n}")
+        raise ConfigError(f"n must be at least 1, got {n}", param="n")
     strengths = [float(s) for s in strengths]
     if not strengths:
-        raise ConfigError("--strengths: give at least one value")
-    model = load(run_dir)
-    config = read_config(run_dir)
-    name = dataset or config.get("dataset", {}).get("name")
-    if not name:
-        raise DataError(f"{Path(run_dir) / 'config.json'}: no dataset recorded; pass --dataset")
-    data_dir = data_dir if data_dir is not None else config.get("train", {}).get("data_dir")
-    train_set = load_dataset(name, "train", data_dir=data_dir)
-    direction = attribute_direction(model, train_set, attr, max_images=max_images, seed=seed)
-    edit_set = load_dataset(name, split, data_dir=data_dir)
+        raise ConfigError("strengths: give at least one value", param="strengths")
+    run = run if isinstance(run, Run) else Run.open(run)
+    direction = attribute_direction(inference_for(run), run.dataset("train", name=dataset), attr, max_images=max_images,
+                                    seed=seed)
+    edit_set = run.dataset(split, name=dataset)
     _, mask = attribute_mask(edit_set, direction.attribute)
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(edit_set), generator=generator)[: min(n, len(edit_set))]
     images = edit_set.images[picked]
-    edited = apply_direction(model, images, direction.direction, strengths)
+    edited = apply_direction(inference_for(run), images, direction.direction, strengths)
     return AttributeEdit(direction, np.asarray(strengths, dtype=np.float32),
                          images.float().div(255.0).numpy(), edited, mask[picked.numpy()])

@@ -52,11 +52,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit.analysis.inference import Inference, inference_for
 from vaekit.data.dataset import ImageDataset
-from vaekit.data.registry import load_dataset
 from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.models.losses import RECONSTRUCTIONS, kl_per_dimension, reconstruction_nll
-from vaekit.models.vae import VAE
+from vaekit.runs.run import Run
 
 BINARIZE_MODES = ("stochastic", "threshold")
 
@@ -67,6 +67,9 @@ DECODE_CHUNK = 2048
 DECODE_FLOATS_PER_CHUNK = 2**20
 # Latent samples (images x K) drawn per encoder batch: bounds the noise tensor.
 MAX_LATENTS = 32768
+
+
+ModelLike = torch.nn.Module | Inference | Run
 
 
 class NonFiniteResultError(RunDirError):
@@ -152,7 +155,7 @@ def run_likelihood(config: dict[str, Any], binarize: str | None = None) -> Likel
 # Checks
 
 
-def check_images_fit(model: VAE, dataset: ImageDataset, where: str = "") -> None:
+def check_images_fit(model: Any, dataset: ImageDataset, where: str = "") -> None:
     """Raise :class:`DataError` unless the dataset's images have the model's shape."""
     if tuple(dataset.image_shape) != tuple(model.image_shape):
         c, h, w = model.image_shape
@@ -166,7 +169,7 @@ def check_images_fit(model: VAE, dataset: ImageDataset, where: str = "") -> None
 
 def check_iw_samples(k: int) -> None:
     if int(k) != k or k < 1:
-        raise ConfigError(f"--iw-samples must be an integer of at least 1, got {k}")
+        raise ConfigError(f"iw_samples must be an integer of at least 1, got {k}", param="iw_samples")
 
 
 def check_finite(values: dict[str, Any], where: str) -> None:
@@ -201,30 +204,6 @@ def active_units(z_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD
 
 # ----------------------------------------------------------------------------
 # Encoding and importance sampling
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
-def encode_images(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior parameters of uint8 (or [0, 1] float) images, float32 on the CPU.
-
-    Returns
-    -------
-    z_mean, z_log_var : torch.Tensor
-        Each of shape ``(N, latent_dim)``.
-    """
-    device = _device_of(model)
-    means, log_vars = [], []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start : start + batch_size].to(device)
-        x = batch.float().div(255.0) if batch.dtype == torch.uint8 else batch.float()
-        z_mean, z_log_var = model.encode(x)
-        means.append(z_mean.float().cpu())
-        log_vars.append(z_log_var.float().cpu())
-    return torch.cat(means), torch.cat(log_vars)
 
 
 @dataclass
@@ -264,8 +243,7 @@ def _decode_chunk(pixels: int) -> int:
     return max(1, min(DECODE_CHUNK, DECODE_FLOATS_PER_CHUNK // pixels))
 
 
-@torch.no_grad()
-def _log_weights(model: VAE, x: torch.Tensor, z_mean: torch.Tensor, z_log_var: torch.Tensor, k: int,
+def _log_weights(model: torch.nn.Module, x: torch.Tensor, z_mean: torch.Tensor, z_log_var: torch.Tensor, k: int,
                  likelihood: Likelihood, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``log w`` and ``-log p(x|z)`` for K samples of each image, float64, shapes ``(B, K)``.
 
@@ -289,15 +267,14 @@ def _log_weights(model: VAE, x: torch.Tensor, z_mean: torch.Tensor, z_log_var: t
     return (-nll + log_p - log_q).cpu(), nll.cpu()
 
 
-@torch.no_grad()
-def image_bounds(model: VAE, images: torch.Tensor, k: int = 1, likelihood: Likelihood | None = None,
+def image_bounds(model: ModelLike, images: torch.Tensor, k: int = 1, likelihood: Likelihood | None = None,
                  seed: int = 0, batch_size: int = 500) -> ImageBounds:
     """ELBO and IWAE bound of every image, from K posterior samples each.
 
     Parameters
     ----------
     model
-        A VAE (eval mode).
+        A VAE, a :class:`~vaekit.runs.Run` or an :class:`~vaekit.analysis.Inference`.
     images
         uint8 ``(N, C, H, W)`` images (targets are made by ``likelihood``,
         binarised if it says so) or float targets in [0, 1].
@@ -319,29 +296,26 @@ def image_bounds(model: VAE, images: torch.Tensor, k: int = 1, likelihood: Likel
     """
     check_iw_samples(k)
     likelihood = likelihood or Likelihood()
-    device = _device_of(model)
+    inference = inference_for(model)
     if images.dtype == torch.uint8 and likelihood.binarize == "stochastic":
         # All at once, so the draws do not depend on the batch size.
         images = likelihood.targets(images, torch.Generator().manual_seed(seed + 1_000_003))
     sample_gen = torch.Generator().manual_seed(seed)
     batch_size = max(1, min(batch_size, MAX_LATENTS // k))
-    was_training = model.training
-    model.eval()
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in ("recon", "kl", "iwae", "elbo_mc", "mean", "log_var")}
-    try:
+    with inference.running():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size]
-            x = (likelihood.targets(batch) if batch.dtype == torch.uint8 else batch.float()).to(device)
-            z_mean, z_log_var = model.encode(x)
-            log_w, nll = _log_weights(model, x, z_mean.float(), z_log_var.float(), k, likelihood, sample_gen)
+            x = inference.to_input(likelihood.targets(batch) if batch.dtype == torch.uint8 else batch.float())
+            z_mean, z_log_var = inference.model.encode(x)
+            log_w, nll = _log_weights(inference.model, x, z_mean.float(), z_log_var.float(), k, likelihood,
+                                      sample_gen)
             parts["recon"].append(nll.mean(1))
             parts["kl"].append(kl_per_dimension(z_mean, z_log_var).double().sum(1).cpu())
             parts["iwae"].append(-(torch.logsumexp(log_w, 1) - math.log(k)))
             parts["elbo_mc"].append(-log_w.mean(1))
             parts["mean"].append(z_mean.float().cpu())
             parts["log_var"].append(z_log_var.float().cpu())
-    finally:
-        model.train(was_training)
     out = {name: torch.cat(values).numpy() for name, values in parts.items()}
     return ImageBounds(out["recon"], out["kl"], out["recon"] + out["kl"], out["iwae"], out["elbo_mc"], int(k),
                        out["mean"], out["log_var"])
@@ -395,7 +369,7 @@ def bits_per_dim(nats: float, dimensions: int) -> float:
     return nats / (dimensions * math.log(2))
 
 
-def evaluate_model(model: VAE, dataset: ImageDataset, likelihood: Likelihood | None = None, iw_samples: int = 1000,
+def evaluate_model(model: ModelLike, dataset: ImageDataset, likelihood: Likelihood | None = None, iw_samples: int = 1000,
                    iw_images: int | None = None, seed: int = 0, batch_size: int = 500) -> Evaluation:
     """Mean -ELBO, its parts, the IWAE bound, active units and per-unit KL.
 
@@ -428,10 +402,11 @@ def evaluate_model(model: VAE, dataset: ImageDataset, likelihood: Likelihood | N
     """
     started = time.perf_counter()
     likelihood = likelihood or Likelihood()
+    model = inference_for(model)
     check_iw_samples(iw_samples)
     check_images_fit(model, dataset)
     if iw_images is not None and iw_images < 1:
-        raise ConfigError(f"--iw-images must be at least 1, got {iw_images}")
+        raise ConfigError(f"iw_images must be at least 1, got {iw_images}", param="iw_images")
     n = len(dataset)
     m = n if iw_images is None else min(iw_images, n)
     # Binarise once, so every pass below scores the very same images.
@@ -464,74 +439,33 @@ def evaluate_model(model: VAE, dataset: ImageDataset, likelihood: Likelihood | N
 
 
 # ----------------------------------------------------------------------------
-# Runs and their data
+# A run directory
 
 
-def load_for_evaluation(run_dir: str | Path) -> VAE:
-    """Load a run's model for inference, in the channels-last layout.
+def evaluate_run(run: Run | str | Path, split: str = "test", iw_samples: int = 1000, iw_images: int | None = 100,
+                 binarize: str | None = None, dataset: str | None = None, limit: int | None = None,
+                 all_classes: bool = False, seed: int = 0) -> Evaluation:
+    """:func:`evaluate_model` on a run's model and data.
 
-    Channels-last convolutions decode about twice as fast on CPUs (and are
-    no slower on GPUs); evaluation is mostly decoding.
+    Parameters
+    ----------
+    run
+        A :class:`~vaekit.runs.Run` (its device and precision are used) or a run directory.
+    split, dataset, limit
+        Which images: a split of the run's dataset (or of ``dataset``), the first ``limit``.
+    all_classes
+        Keep the classes the run was trained without; by default they are left
+        out, so the numbers describe the training distribution.
+    iw_samples, iw_images, binarize, seed
+        As for :func:`evaluate_model` and :func:`run_likelihood`.
     """
-    from vaekit.models.pretrained import load
-
-    return load(run_dir).to(memory_format=torch.channels_last)
-
-
-def in_distribution(dataset: ImageDataset, config: dict[str, Any]) -> ImageDataset:
-    """Drop the classes the run held out of training (``--exclude-classes``), if any."""
-    excluded = held_out_classes(config)
-    if not excluded or tuple(dataset.class_names) != tuple(config.get("dataset", {}).get("class_names", ())):
-        return dataset
-    return dataset.exclude_classes(excluded)
-
-
-def held_out_classes(config: dict[str, Any]) -> list[str]:
-    """The classes a run was trained without (``config["train"]["exclude_classes"]``)."""
-    return [str(c) for c in config.get("train", {}).get("exclude_classes", []) or []]
-
-
-def run_dataset(config: dict[str, Any], split: str = "test", dataset: str | None = None,
-                data_dir: str | None = None) -> ImageDataset:
-    """Load a split of the run's dataset (or of ``dataset``), from the run's data folder by default."""
-    name = dataset or config.get("dataset", {}).get("name") or config.get("train", {}).get("dataset")
-    if not name:
-        raise RunDirError("config.json: no dataset name; pass --dataset")
-    if split not in ("train", "test"):
-        raise ConfigError(f"--split must be train or test, got '{split}'")
-    return load_dataset(name, split, data_dir=data_dir or config.get("train", {}).get("data_dir"))
-
-
-def limit_dataset(dataset: ImageDataset, limit: int | None) -> ImageDataset:
-    """The first ``limit`` images (all when ``None``)."""
-    if limit is None:
-        return dataset
-    if limit < 1:
-        raise ConfigError(f"--limit must be at least 1, got {limit}")
-    return dataset.subset(torch.arange(min(limit, len(dataset))))
-
-
-def evaluate_run(run_dir: str | Path, split: str = "test", iw_samples: int = 1000, iw_images: int | None = 100,
-                 binarize: str | None = None, dataset: str | None = None, data_dir: str | None = None,
-                 limit: int | None = None, all_classes: bool = False, seed: int = 0) -> Evaluation:
-    """:func:`evaluate_model` on a run directory's model and data.
-
-    The classes the run was trained without are left out unless
-    ``all_classes`` (the numbers then describe the training distribution).
-    """
-    from vaekit.models.pretrained import read_config
-
     check_iw_samples(iw_samples)
-    config = read_config(run_dir)
-    model = load_for_evaluation(run_dir)
-    likelihood = run_likelihood(config, binarize)
-    data = run_dataset(config, split, dataset, data_dir)
-    check_images_fit(model, data, f"{run_dir}")
-    before = len(data)
-    if not all_classes:
-        data = in_distribution(data, config)
-    excluded = held_out_classes(config) if len(data) < before else []
-    data = limit_dataset(data, limit)
-    result = evaluate_model(model, data, likelihood, iw_samples, iw_images, seed)
+    run = run if isinstance(run, Run) else Run.open(run)
+    likelihood = run_likelihood(run.config, binarize)
+    in_distribution = not all_classes and dataset is None
+    data = run.dataset(split, limit=limit, in_distribution=in_distribution, name=dataset)
+    check_images_fit(run.model, data, f"{run.path}")
+    excluded = run.excluded_classes if in_distribution else []
+    result = evaluate_model(inference_for(run), data, likelihood, iw_samples, iw_images, seed)
     result.excluded_classes = excluded
     return result

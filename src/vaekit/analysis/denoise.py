@@ -8,10 +8,10 @@ from typing import Any, Sequence
 
 import torch
 
-from vaekit.analysis.bounds import _device_of, check_finite, check_images_fit
+from vaekit.analysis.bounds import ModelLike, check_finite, check_images_fit
+from vaekit.analysis.inference import inference_for
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import ConfigError
-from vaekit.models.vae import VAE
 
 CORRUPTIONS = ("gaussian", "mask")
 
@@ -56,18 +56,6 @@ def corrupt(images: torch.Tensor, kind: str, level: float,
     raise ConfigError(f"unknown corruption '{kind}'; choose one of: {', '.join(CORRUPTIONS)}")
 
 
-@torch.no_grad()
-def denoise_images(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Reconstruct float images in [0, 1] from their posterior means (no sampling noise)."""
-    device = _device_of(model)
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device).float()
-        z_mean, _ = model.encode(x)
-        out.append(model.decode(z_mean).float().cpu())
-    return torch.cat(out)
-
-
 @dataclass
 class DenoiseResult:
     """How close corrupted inputs and their reconstructions are to the clean images.
@@ -102,7 +90,7 @@ def _psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
 
 
-def denoise_benchmark(model: VAE, dataset: ImageDataset, corruptions: Sequence[tuple[str, float]] = (
+def denoise_benchmark(model: ModelLike, dataset: ImageDataset, corruptions: Sequence[tuple[str, float]] = (
         ("gaussian", 0.3), ("mask", 0.25)), seed: int = 0) -> tuple[list[DenoiseResult], dict[str, torch.Tensor]]:
     """Corrupt the images, reconstruct them and compare both with the clean images.
 
@@ -115,15 +103,16 @@ def denoise_benchmark(model: VAE, dataset: ImageDataset, corruptions: Sequence[t
         ``"<kind>"`` (the corrupted inputs) and ``"<kind>_output"``: float
         tensors for figures.
     """
+    model = inference_for(model)
     check_images_fit(model, dataset)
     clean = dataset.images.float().div(255.0)
-    clean_recon = denoise_images(model, clean)
+    clean_recon = model.reconstruct(clean)
     mse_clean = float((clean_recon - clean).double().square().mean())
     generator = torch.Generator().manual_seed(seed)
     results, examples = [], {"clean": clean, "clean_reconstruction": clean_recon}
     for kind, level in corruptions:
         noisy, region = corrupt(clean, kind, level, generator)
-        output = denoise_images(model, noisy)
+        output = model.reconstruct(noisy)
         err_in, err_out = (noisy - clean).double().square(), (output - clean).double().square()
         mse_in, mse_out = float(err_in.mean()), float(err_out.mean())
         region_in, region_out = float(err_in[region].mean()), float(err_out[region].mean())

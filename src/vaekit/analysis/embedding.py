@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.analysis.bounds import check_finite, check_images_fit, encode_images
+from vaekit.analysis.bounds import ModelLike, check_finite, check_images_fit
+from vaekit.analysis.inference import inference_for
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import ConfigError, DataError
 from vaekit.files import atomic_write_bytes
-from vaekit.models.vae import VAE
 
 # ----------------------------------------------------------------------------
 # Embeddings and probes
@@ -62,10 +62,11 @@ def _csv_field(text: str) -> str:
     return f'"{text}"' if any(ch in text for ch in ',"\n') else text
 
 
-def embed_dataset(model: VAE, dataset: ImageDataset, batch_size: int = 1000) -> Embedding:
+def embed_dataset(model: ModelLike, dataset: ImageDataset) -> Embedding:
     """Encode every image: ``z_mean``, ``z_log_var`` and the labels."""
+    model = inference_for(model)
     check_images_fit(model, dataset)
-    z_mean, z_log_var = encode_images(model, dataset.images, batch_size)
+    z_mean, z_log_var = model.encode(dataset.images)
     check_finite({"z_mean": z_mean.numpy(), "z_log_var": z_log_var.numpy()}, f"embedding of {dataset.name}")
     return Embedding(z_mean.numpy(), z_log_var.numpy(), dataset.labels.numpy(), dataset.class_names,
                      dataset.name, dataset.split)
@@ -110,7 +111,7 @@ def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     return float(knn.score(test_x, test_y)), float(linear.score(test_x, test_y))
 
 
-def embedding_quality(model: VAE, train_set: ImageDataset, test_set: ImageDataset, k: int = 10,
+def embedding_quality(model: ModelLike, train_set: ImageDataset, test_set: ImageDataset, k: int = 10,
                       seed: int = 0) -> ProbeScores:
     """k-NN and linear-probe accuracy of ``z_mean``, compared with PCA of the pixels.
 
@@ -120,6 +121,7 @@ def embedding_quality(model: VAE, train_set: ImageDataset, test_set: ImageDatase
     """
     from sklearn.decomposition import PCA
 
+    model = inference_for(model)
     for data in (train_set, test_set):
         check_images_fit(model, data)
     if len(np.unique(train_set.labels.numpy())) < 2:

@@ -1,4 +1,14 @@
-"""A trained run with its dataset, for exploring the latent space."""
+"""A trained run with its dataset, for exploring the latent space.
+
+:class:`Explorer` adds to a :class:`~vaekit.runs.Run` what every exploration
+needs: one split (optionally cut to its first images), its latent codes
+(encoded once), the class means, and images named as users name them
+(``test:123`` or a file).
+
+Exploring writes nothing into the run directory: only
+:meth:`Explorer.save_class_means` (the ``class-means`` command) stores the
+class means, which later explorations then reuse without the dataset.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit.analysis.inference import Inference, inference_for
 from vaekit.analysis.latent import (
     CLASS_MEANS_FILE,
     ClassMeans,
@@ -22,105 +33,91 @@ from vaekit.analysis.latent import (
 from vaekit.data.classes import resolve_class
 from vaekit.data.dataset import ImageDataset
 from vaekit.data.images import load_image
-from vaekit.data.registry import load_dataset
 from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.files import read_json, write_json
-from vaekit.models.pretrained import WEIGHTS_FILE, load, read_config
+from vaekit.models.pretrained import WEIGHTS_FILE
+from vaekit.runs.run import Run
 
 _IMAGE_REF = re.compile(r"^(train|test):(\d+)$")
-
-
-# ----------------------------------------------------------------------------
-# A run directory with its data
 
 
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class LatentRun:
-    """A trained run directory with its dataset, for exploration.
-
-    Loads lazily: the model and config at once (so a run without a model
-    fails early), the dataset and its latent codes on first use.
+class Explorer:
+    """A run, one split of its dataset and what is computed from them, each once.
 
     Parameters
     ----------
-    run_dir
-        A run directory (see :mod:`vaekit.rundir`).
+    run
+        The opened run (see :meth:`vaekit.runs.Run.open`).
     split
         Dataset split to explore (``"test"`` by default).
-    data_dir
-        Where the dataset is; default: the one the run was trained with.
     limit
         Use only the first ``limit`` images of the split (quick looks).
-    device
-        Where the model runs.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, split: str = "test", data_dir: str | os.PathLike | None = None,
-                 limit: int | None = None, device: str | torch.device = "cpu") -> None:
-        self.run_dir = Path(run_dir)
-        self.config = read_config(self.run_dir)
-        self.model = load(self.run_dir, device=device)
-        self.split = split
-        self.data_dir = data_dir
+    def __init__(self, run: Run, split: str = "test", limit: int | None = None) -> None:
         if limit is not None and limit < 2:
-            raise ConfigError(f"--limit must be at least 2, got {limit}")
-        self.limit = limit
-        self._datasets: dict[str, ImageDataset] = {}
+            raise ConfigError(f"limit must be at least 2, got {limit}", param="limit")
+        self.run, self.split, self.limit = run, split, limit
+        self.model: Inference = inference_for(run)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, split: str = "test", data_dir: str | os.PathLike | None = None,
+             limit: int | None = None, device: str | torch.device = "auto", precision: str = "auto") -> Explorer:
+        """Open the run in ``path`` (see :meth:`vaekit.runs.Run.open`) and explore ``split``."""
+        return cls(Run.open(path, device=device, precision=precision, data_dir=data_dir), split, limit)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.run.config
 
     @property
     def dataset_name(self) -> str:
-        try:
-            return str(self.config["dataset"]["name"])
-        except (KeyError, TypeError):
-            raise RunDirError(f"{self.run_dir / 'config.json'}: no dataset name (config['dataset']['name'])") from None
+        return self.run.dataset_name
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        names = (self.config.get("dataset") or {}).get("class_names")
-        return tuple(names) if names else self.dataset.class_names
+        return self.run.class_names
 
     def load_split(self, split: str) -> ImageDataset:
         """The run's dataset for ``split`` (whole; ``limit`` is not applied)."""
-        if split not in self._datasets:
-            data_dir = self.data_dir or (self.config.get("train") or {}).get("data_dir")
-            dataset = load_dataset(self.dataset_name, split, data_dir=data_dir)
-            if tuple(dataset.image_shape) != tuple(self.model.image_shape):
-                raise DataError(f"dataset {self.dataset_name!r} has images of shape {dataset.image_shape}, "
-                                f"the model in {self.run_dir} expects {tuple(self.model.image_shape)}")
-            self._datasets[split] = dataset
-        return self._datasets[split]
+        return self.run.dataset(split)
 
     @cached_property
     def dataset(self) -> ImageDataset:
         """The split explored, cut to ``limit`` images."""
-        dataset = self.load_split(self.split)
-        if self.limit is not None and self.limit < len(dataset):
-            dataset = dataset.subset(slice(0, self.limit))
-        return dataset
+        return self.run.dataset(self.split, limit=self.limit)
 
     @cached_property
     def codes(self) -> LatentCodes:
         """z_mean and z_log_var of every image of :attr:`dataset`."""
         return encode_dataset(self.model, self.dataset)
 
-    def class_means(self, refresh: bool = False) -> ClassMeans:
-        """Class means of the split, cached in ``RUN/class_means.json``.
+    def _class_means_key(self) -> dict[str, Any]:
+        return {"weights_sha256": _file_sha256(self.run_dir / WEIGHTS_FILE), "split": self.split, "limit": self.limit}
 
-        The cache is used when it was made from the same weights, split and
-        limit, so commands after the first need no dataset.
-        """
+    def class_means(self, refresh: bool = False) -> ClassMeans:
+        """Class means of the split: from ``RUN/class_means.json`` when it was saved from the same
+        weights, split and limit (then no dataset is needed), else computed (and not saved)."""
         path = self.run_dir / CLASS_MEANS_FILE
-        key = {"weights_sha256": _file_sha256(self.run_dir / WEIGHTS_FILE), "split": self.split, "limit": self.limit}
         if not refresh and path.is_file():
-            cached = self._read_cache(path, key)
+            cached = self._read_cache(path, self._class_means_key())
             if cached is not None:
                 return cached
-        means = compute_class_means(self.codes, self.dataset_name)
-        write_json(path, {**means.to_json(), **key})
-        return means
+        return compute_class_means(self.codes, self.dataset_name)
+
+    def save_class_means(self, means: ClassMeans) -> Path:
+        """Store ``means`` as ``RUN/class_means.json`` for later explorations; returns the path."""
+        path = self.run_dir / CLASS_MEANS_FILE
+        write_json(path, {**means.to_json(), **self._class_means_key()})
+        return path
 
     def _read_cache(self, path: Path, key: dict[str, Any]) -> ClassMeans | None:
         try:
@@ -148,7 +145,7 @@ class LatentRun:
             label = f"{text} ({dataset.class_names[int(dataset.labels[index])]})"
             image = dataset.images[index].float().div(255.0).numpy()
             return (1.0 - image if invert else image), label
-        return load_image(text, self.model.image_shape, invert), Path(text).name
+        return load_image(text, self.model.image_shape, fit="pad", invert=invert), Path(text).name
 
     def first_of_class(self, name: str | int, n: int) -> tuple[np.ndarray, list[str]]:
         """The first ``n`` images of a class in :attr:`dataset`, with ``split:index`` labels."""

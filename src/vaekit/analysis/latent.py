@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vaekit.analysis.inference import as_float_images, inference_for
 from vaekit.analysis.separation import knn_predict
 from vaekit.data.classes import resolve_class
 from vaekit.data.dataset import ImageDataset
@@ -62,67 +63,24 @@ REPORT_TRANSITIONS: tuple[tuple[str, str], ...] = (
 #: joined by "/" in a class name ("T-shirt/top") are accepted on their own
 
 _IMAGE_REF = re.compile(r"^(train|test):(\d+)$")
-_BATCH = 500
 
 
 # ----------------------------------------------------------------------------
 # Encoding and decoding
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def encode(model: Any, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior parameters of images ``(N, C, H, W)`` (uint8 or floats in [0, 1]) as float32 arrays ``(N, D)``.
 
-
-def _as_float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 or float ``(N, C, H, W)`` -> float32 tensor in [0, 1]."""
-    tensor = torch.as_tensor(images)
-    if tensor.dtype == torch.uint8:
-        return tensor.float().div(255.0)
-    return tensor.float()
-
-
-@torch.no_grad()
-def encode(model, images: torch.Tensor | np.ndarray, batch_size: int = _BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior parameters of images.
-
-    Parameters
-    ----------
-    model
-        A :class:`~vaekit.models.VAE`.
-    images
-        ``(N, C, H, W)``, uint8 or floats in [0, 1].
-
-    Returns
-    -------
-    z_mean, z_log_var : numpy.ndarray
-        float32 arrays of shape ``(N, latent_dim)``.
+    ``model`` is a VAE, a :class:`~vaekit.runs.Run` or an :class:`~vaekit.analysis.Inference`.
     """
-    device = _device(model)
-    means, log_vars = [], []
-    for start in range(0, len(images), batch_size):
-        x = _as_float_images(images[start : start + batch_size]).to(device)
-        z_mean, z_log_var = model.encode(x)
-        means.append(z_mean.float().cpu())
-        log_vars.append(z_log_var.float().cpu())
-    if not means:
-        empty = np.zeros((0, model.latent_dim), np.float32)
-        return empty, empty.copy()
-    return torch.cat(means).numpy(), torch.cat(log_vars).numpy()
+    z_mean, z_log_var = inference_for(model).encode(images)
+    return z_mean.numpy(), z_log_var.numpy()
 
 
-@torch.no_grad()
-def decode(model, z: np.ndarray | torch.Tensor, batch_size: int = _BATCH) -> np.ndarray:
-    """Decode latent vectors ``(N, latent_dim)`` to images ``(N, C, H, W)`` in [0, 1] (float32)."""
-    z = torch.as_tensor(np.asarray(z, dtype=np.float32))
-    if z.ndim == 1:
-        z = z[None]
-    if z.shape[-1] != model.latent_dim:
-        raise ConfigError(f"latent vectors have {z.shape[-1]} dimensions, the model expects {model.latent_dim}")
-    device = _device(model)
-    parts = [model.decode(z[s : s + batch_size].to(device)).float().cpu() for s in range(0, len(z), batch_size)]
-    if not parts:
-        return np.zeros((0, *model.image_shape), np.float32)
-    return torch.cat(parts).numpy()
+def decode(model: Any, z: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Decode latent vectors ``(N, latent_dim)`` (or one ``(D,)``) to images ``(N, C, H, W)`` in [0, 1] (float32)."""
+    return inference_for(model).decode(z).numpy()
 
 
 @dataclass
@@ -391,7 +349,7 @@ class Morph:
 def morph(model, image_a: np.ndarray, image_b: np.ndarray, steps: int = 7, method: str = "linear",
           labels: tuple[str, str] = ("A", "B")) -> Morph:
     """Encode two images ``(C, H, W)``, interpolate their z_mean and decode."""
-    pair = [_as_float_images(np.asarray(image)).numpy() for image in (image_a, image_b)]
+    pair = [as_float_images(np.asarray(image)).numpy() for image in (image_a, image_b)]
     for label, image in zip(labels, pair):
         if image.shape != tuple(model.image_shape):
             raise DataError(f"image {label} has shape {image.shape}, the model expects {tuple(model.image_shape)}")
@@ -494,7 +452,7 @@ def class_arithmetic(model, images: np.ndarray, means: ClassMeans, from_class: s
     became the target class.
     """
     a, b = resolve_class(from_class, means.class_names), resolve_class(to_class, means.class_names)
-    inputs = _as_float_images(np.asarray(images)).numpy()
+    inputs = as_float_images(np.asarray(images)).numpy()
     z, _ = encode(model, inputs)
     z_result = latent_arithmetic(z, means.vector(a), means.vector(b), strength)
     results = decode(model, z_result)

@@ -1,4 +1,4 @@
-"""``vaekit evaluate``, ``embed``, ``anomaly`` and ``denoise``: thin CLI over :mod:`vaekit.evaluation`.
+"""``vaekit evaluate``, ``embed``, ``anomaly`` and ``denoise``: thin CLI over :mod:`vaekit.analysis`.
 
 Every command computes everything first and writes its files only at the
 end (atomically), so a mistake never leaves a half-written result.
@@ -9,8 +9,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vaekit.cli import add_output_option, output_path, positive_int
+from vaekit.cli.options import (
+    add_output_option,
+    add_runtime_options,
+    output_path,
+    positive_int,
+)
 from vaekit.errors import ConfigError
+
+
+def _open(args: argparse.Namespace):
+    """The run of ``args.run`` on ``--device`` at ``--precision``, reading data from ``--data-dir`` if given."""
+    from vaekit.runs import Run
+
+    return Run.open(args.run, device=args.device, precision=args.precision, data_dir=args.data_dir)
 
 
 def _int_or_all(text: str) -> int | None:
@@ -23,6 +35,7 @@ def _add_data_options(parser: argparse.ArgumentParser, limit_help: str = "use on
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the run's)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help=limit_help)
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
+    add_runtime_options(parser)
 
 
 def _binarize_option(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +56,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.analysis.bounds import evaluate_run
     from vaekit.files import write_json
 
-    result = evaluate_run(args.run, args.split, args.iw_samples, args.iw_images, args.binarize, args.dataset,
-                          args.data_dir, args.limit, args.all_classes, args.seed)
+    result = evaluate_run(_open(args), args.split, args.iw_samples, args.iw_images, args.binarize, args.dataset,
+                          args.limit, args.all_classes, args.seed)
     path = output_path(args, "evaluation.json")
     write_json(path, result.to_dict())
     _print_evaluation(result)
@@ -88,28 +101,22 @@ def _register_evaluate(commands) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from vaekit.analysis.bounds import (
-        in_distribution,
-        limit_dataset,
-        load_for_evaluation,
-        run_dataset,
-    )
     from vaekit.analysis.embedding import embed_dataset, embedding_quality
+    from vaekit.analysis.inference import inference_for
     from vaekit.files import write_json
-    from vaekit.models.pretrained import read_config
 
     path = output_path(args, "embeddings.npz")
     if path.suffix.lower() not in (".npz", ".csv"):
         raise ConfigError(f"-o {path}: the output must end in .npz or .csv")
-    config = read_config(args.run)
-    model = load_for_evaluation(args.run)
-    data = limit_dataset(run_dataset(config, args.split, args.dataset, args.data_dir), args.limit)
+    run = _open(args)
+    model = inference_for(run)  # the run's device and precision
+    data = run.dataset(args.split, limit=args.limit, name=args.dataset)
     embedding = embed_dataset(model, data)
     quality = None
     if not args.no_probe and data.num_classes > 1:
-        train = run_dataset(config, "train", args.dataset, args.data_dir)
-        train = limit_dataset(in_distribution(train, config), args.probe_train)
-        quality = embedding_quality(model, train, in_distribution(data, config), args.k, args.seed)
+        train = run.dataset("train", limit=args.probe_train, in_distribution=True, name=args.dataset)
+        test = run.dataset(args.split, limit=args.limit, in_distribution=True, name=args.dataset)
+        quality = embedding_quality(model, train, test, args.k, args.seed)
     embedding.save(path)
     print(f"{len(embedding.labels)} images of {data.name} ({data.split}) -> z_mean, z_log_var, labels "
           f"({model.latent_dim} latent units)")
@@ -150,63 +157,21 @@ def _register_embed(commands) -> None:
 
 
 def cmd_anomaly(args: argparse.Namespace) -> int:
-    from vaekit.analysis.anomaly import (
-        anomaly_protocol,
-        anomaly_rows,
-        anomaly_scores,
-        anomaly_versus,
-    )
-    from vaekit.analysis.bounds import (
-        held_out_classes,
-        limit_dataset,
-        load_for_evaluation,
-        run_dataset,
-        run_likelihood,
-    )
-    from vaekit.data.folder import resolve_images
+    from vaekit.analysis.anomaly import score_run
     from vaekit.files import write_csv, write_json
-    from vaekit.models.pretrained import read_config
     from vaekit.viz.evaluation_figures import anomaly_figure
     from vaekit.viz.figures import save_figure
 
     if args.normal is not None and args.images is None:
         raise ConfigError("--normal: give the anomalous images with --images as well")
-    config = read_config(args.run)
-    model = load_for_evaluation(args.run)
-    likelihood = run_likelihood(config, args.binarize)
     csv_path = output_path(args, "anomaly_scores.csv")
-    data_dir = args.data_dir or config.get("train", {}).get("data_dir")
-    protocol, names, captions = None, None, None
-    if args.images is None:
-        held_out = held_out_classes(config)
-        test = limit_dataset(run_dataset(config, "test", None, args.data_dir), args.limit)
-        protocol = anomaly_protocol(model, test, held_out, likelihood, args.iw_samples, args.seed)
-        title = f"Most anomalous test images (held out of training: {', '.join(held_out)})"
-    else:
-        data, names = resolve_images(args.images, model.image_shape, data_dir)
-        data = limit_dataset(data, args.limit)
-        title = f"Most anomalous images of {args.images}"
-        if args.normal is not None:
-            normal, normal_names = resolve_images(args.normal, model.image_shape, data_dir)
-            normal = limit_dataset(normal, args.limit)
-            protocol = anomaly_versus(model, normal, data, likelihood, args.iw_samples, args.seed)
-            captions = [f"N: {c}" for c in _captions(normal, normal_names)] + \
-                [f"A: {c}" for c in _captions(data, names)]
-            if names is not None or normal_names is not None:
-                names = (normal_names or [f"{normal.name}:{i}" for i in range(len(normal))]) + \
-                    (names or [f"{data.name}:{i}" for i in range(len(data))])
-            title = f"Most anomalous of {args.images} (A, anomalous) and {args.normal} (N, normal)"
-    if protocol is not None:
-        data, scores, is_anomaly = protocol.dataset, protocol.scores, protocol.is_anomaly
-    else:
-        scores, is_anomaly = anomaly_scores(model, data, likelihood, args.iw_samples, args.seed), None
-    captions = captions or _captions(data, names)
-    figure = anomaly_figure(data.images, scores.scores, captions, args.n, title)
-    write_csv(csv_path, anomaly_rows(scores, data, names, is_anomaly))
-    print(f"scored {len(data)} images (IWAE with K={args.iw_samples}; higher = more anomalous)")
+    report = score_run(_open(args), args.images, args.normal, args.binarize, args.iw_samples, args.seed, args.limit)
+    figure = anomaly_figure(report.dataset.images, report.scores.scores, report.captions, args.n, report.title)
+    write_csv(csv_path, report.rows())
+    print(f"scored {len(report.dataset)} images (IWAE with K={args.iw_samples}; higher = more anomalous)")
     print(f"wrote {csv_path}")
-    if protocol is not None:
-        summary = protocol.to_dict()
+    if report.protocol is not None:
+        summary = report.protocol.to_dict()
         json_path = csv_path.with_suffix(".json")
         write_json(json_path, summary)
         print(f"AUROC, anomalous {', '.join(summary['anomalous'])} ({summary['n_anomalous']} images) "
@@ -216,10 +181,6 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
         print(f"wrote {json_path}")
     print(f"wrote {save_figure(figure, _figure_path(args, 'anomaly.png'))}")
     return 0
-
-
-def _captions(data, names: list[str] | None) -> list[str]:
-    return names or [data.class_names[int(label)] for label in data.labels]
 
 
 def _register_anomaly(commands) -> None:
@@ -242,6 +203,7 @@ def _register_anomaly(commands) -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the run's)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score the first N images only")
     parser.add_argument("--seed", type=int, default=0)
+    add_runtime_options(parser)
     parser.add_argument("--figure", type=Path, default=None, help="figure path (default: RUN/anomaly.png)")
     add_output_option(parser, "anomaly_scores.csv", "scores CSV (AUROCs go to the same name with .json)")
     parser.set_defaults(func=cmd_anomaly)
@@ -252,16 +214,15 @@ def _register_anomaly(commands) -> None:
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from vaekit.analysis.bounds import limit_dataset, load_for_evaluation, run_dataset
     from vaekit.analysis.denoise import denoise_benchmark
+    from vaekit.analysis.inference import inference_for
     from vaekit.files import write_json
-    from vaekit.models.pretrained import read_config
     from vaekit.viz.evaluation_figures import denoise_figure
     from vaekit.viz.figures import save_figure
 
-    config = read_config(args.run)
-    model = load_for_evaluation(args.run)
-    data = limit_dataset(run_dataset(config, args.split, args.dataset, args.data_dir), args.limit)
+    run = _open(args)
+    model = inference_for(run)  # the run's device and precision
+    data = run.dataset(args.split, limit=args.limit, name=args.dataset)
     corruptions = [("gaussian", args.noise_sigma), ("mask", args.mask_area)]
     results, examples = denoise_benchmark(model, data, corruptions, args.seed)
     figure = denoise_figure(examples, [kind for kind, _ in corruptions], args.n)

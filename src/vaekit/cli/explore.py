@@ -12,7 +12,12 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from vaekit.cli import add_output_option, output_path, positive_int
+from vaekit.cli.options import (
+    add_output_option,
+    add_runtime_options,
+    output_path,
+    positive_int,
+)
 from vaekit.errors import ConfigError
 
 DEFAULT_NAMES = {
@@ -46,23 +51,23 @@ def _checked_output(args: argparse.Namespace, suffix: str) -> Path:
 
 
 def _open_run(args: argparse.Namespace):
-    from vaekit.analysis.explorer import LatentRun
-    from vaekit.runtime import resolve_device
+    from vaekit.analysis.explorer import Explorer
 
-    return LatentRun(args.run, split=args.split, data_dir=args.data_dir, limit=args.limit,
-                     device=resolve_device(args.device))
+    return Explorer.open(args.run, split=args.split, data_dir=args.data_dir, limit=args.limit, device=args.device,
+                         precision=args.precision)
 
 
 def _write_section(args: argparse.Namespace, build: Callable) -> int:
     from vaekit.viz.figures import save_figure
 
     path = _checked_output(args, ".png")
-    section = build(_open_run(args))
+    explorer = _open_run(args)
+    section = build(explorer)
     save_figure(section.figure, path)
     for line in section.lines:
         print(line)
     if section.key == "class_means":
-        print(Path(args.run) / "class_means.json")
+        print(explorer.save_class_means(section.result))  # this command's second output
     print(path)
     return 0
 
@@ -144,7 +149,7 @@ def _common(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: the run's)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="use only the first N images of the split (default: all)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    add_runtime_options(parser)
     add_output_option(parser, DEFAULT_NAMES[name])
 
 

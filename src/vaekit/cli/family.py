@@ -24,7 +24,6 @@ def register(commands) -> None:
 
 def _register_train_family(commands) -> None:
     from vaekit.cli import add_training_options
-    from vaekit.training.config import TrainConfig
     from vaekit.training.family import DOCS_BETAS
 
     parser = commands.add_parser(
@@ -33,11 +32,9 @@ def _register_train_family(commands) -> None:
         description="Train one run per beta into DIR/vae_model_<ARCH>_w<BETA> (vae_model_NN3_w1 ... for nn3-128), "
                     "skipping finished members and resuming interrupted ones, then write DIR/family.html.",
     )
-    add_training_options(parser, TrainConfig())
-    # One beta per member replaces --beta; keep it out of the help.
-    for action in parser._actions:
-        if "--beta" in action.option_strings:
-            action.help = argparse.SUPPRESS
+    options = add_training_options(parser)
+    # One beta per member replaces --beta; keep it out of the help (and refuse it, in cmd_train_family).
+    options["beta"].help = argparse.SUPPRESS
     parser.add_argument("--betas", type=_beta, nargs="+", default=list(DOCS_BETAS), metavar="BETA",
                         help="one member per beta (default: 1 2 3 5, as in the module docs)")
     parser.add_argument("--out", type=Path, required=True, help="family directory (created, or resumed)")
@@ -56,10 +53,12 @@ def _beta(text: str) -> float:
 
 def cmd_train_family(args: argparse.Namespace) -> int:
     from vaekit.cli import train_config_from_args
+    from vaekit.cli.options import explicit_overrides
+    from vaekit.training.config import TrainConfig
     from vaekit.training.family import train_family
 
-    if args.beta != 1.0:
-        raise ConfigError("--beta: use --betas for a family (one member per beta)")
+    if "beta" in explicit_overrides(TrainConfig, args):
+        raise ConfigError("beta: use --betas for a family (one member per beta)", param="beta")
     result = train_family(train_config_from_args(args), betas=args.betas, out=args.out, progress=not args.quiet)
     for member, metrics in _with_metrics(result):
         summary = "" if metrics is None else (
@@ -84,7 +83,7 @@ def _with_metrics(result):
 
 def _register_attribute(commands) -> None:
     from vaekit.analysis.attributes import DEFAULT_STRENGTHS
-    from vaekit.cli import add_output_option
+    from vaekit.cli import add_output_option, add_runtime_options, positive_int
 
     parser = commands.add_parser(
         "attribute",
@@ -96,32 +95,28 @@ def _register_attribute(commands) -> None:
     parser.add_argument("--attr", required=True,
                         help="attribute name, any case (CelebA: Smiling, Eyeglasses, ...); a class name for "
                              "datasets without attributes")
-    parser.add_argument("-n", type=_positive_int, default=4, help="images to edit (default 4)")
+    parser.add_argument("-n", type=positive_int, default=4, help="images to edit (default 4)")
     parser.add_argument("--strengths", type=float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="ALPHA",
                         help="multiples of the direction to add (default: -2 -1 0 1 2)")
-    parser.add_argument("--max-images", type=_positive_int, default=5000,
+    parser.add_argument("--max-images", type=positive_int, default=5000,
                         help="training images used to measure the direction (default 5000)")
     parser.add_argument("--split", default="test", help="split the edited images come from (default: test)")
     parser.add_argument("--dataset", default=None, help="default: the run's dataset")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    add_runtime_options(parser)
     add_output_option(parser, "attribute_<ATTR>.png")
     parser.set_defaults(func=cmd_attribute)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def cmd_attribute(args: argparse.Namespace) -> int:
     from vaekit.analysis.attributes import attribute_edit
+    from vaekit.runs import Run
     from vaekit.viz.evaluation_figures import save_attribute_figure
 
-    edit = attribute_edit(args.run, args.attr, n=args.n, strengths=args.strengths, max_images=args.max_images,
-                          split=args.split, dataset=args.dataset, data_dir=args.data_dir, seed=args.seed)
+    run = Run.open(args.run, device=args.device, precision=args.precision, data_dir=args.data_dir)
+    edit = attribute_edit(run, args.attr, n=args.n, strengths=args.strengths, max_images=args.max_images,
+                          split=args.split, dataset=args.dataset, seed=args.seed)
     direction = edit.direction
     path = args.output if args.output is not None else args.run / f"attribute_{direction.attribute}.png"
     save_attribute_figure(edit, path)

@@ -16,7 +16,7 @@ Preprocessing: a centred 148x148 crop of the 178x218 image (the face; the
 crop of the DCGAN and PyTorch-VAE CelebA pipelines) resized to 128x128 with
 Pillow's LANCZOS filter. Decoding JPEGs every epoch is too slow, so the first
 load decodes all images once, in parallel, into a uint8 memory-mapped cache
-(:func:`vaekit.folder.cached_images`, rebuilt when the files or the
+(:func:`vaekit.data.cache.cached_images`, rebuilt when the files or the
 transform change); datasets are zero-copy slices of it. The full CelebA
 (202,599 images) takes 49,152 bytes per image, 9.96 GB; see
 ``docs/celeba.md`` for timings.
@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,6 +38,13 @@ import numpy as np
 import torch
 
 from vaekit.data.cache import cached_images
+from vaekit.data.celeba_annotations import (
+    CELEBA_URL,
+    read_attributes,
+    read_identities,
+    read_partition,
+)
+from vaekit.data.classes import resolve_class
 from vaekit.data.fashion_mnist import user_cache_dir
 from vaekit.data.folder import FileImageDataset
 from vaekit.data.images import ImageTransform, report_once
@@ -60,7 +66,6 @@ __all__ = [
     "read_partition",
 ]
 
-CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CELEBA_IMAGE_DIR = "img_align_celeba"
 #: annotation kind -> official file name
 CELEBA_FILES: dict[str, str] = {
@@ -93,7 +98,7 @@ _SPLITS = ("train", "val", "test", "all")
 
 @dataclass(eq=False, repr=False)  # keep the base class's identity equality
 class CelebADataset(FileImageDataset):
-    """A :class:`~vaekit.folder.FileImageDataset` that also carries CelebA's annotations.
+    """A :class:`~vaekit.data.folder.FileImageDataset` that also carries CelebA's annotations.
 
     Labels are all 0 (one class, ``"face"``): CelebA has no classes.
     ``filenames`` holds each image's file, e.g. ``"000002.jpg"``.
@@ -144,145 +149,23 @@ class CelebADataset(FileImageDataset):
         }
 
     def attribute(self, name: str) -> torch.Tensor:
-        """Boolean ``(N,)`` mask of the images that have attribute ``name`` (any case)."""
-        return self.attributes[:, attribute_index(self.attribute_names, name, self.name)].bool()
+        """Boolean ``(N,)`` mask of the images that have attribute ``name``.
+
+        ``name`` is matched by :func:`~vaekit.data.classes.resolve_class`:
+        ``"Smiling"``, ``"smiling"`` and ``"wearing hat"`` all work.
+        """
+        return self.attributes[:, attribute_index(self.attribute_names, name)].bool()
 
 
-def attribute_index(names: Sequence[str], name: str, dataset: str = _NAME) -> int:
-    """Column of attribute ``name`` in ``names``, matched case-insensitively.
+def attribute_index(names: Sequence[str], name: str) -> int:
+    """Column of attribute ``name`` in ``names``: :func:`~vaekit.data.classes.resolve_class` with ``what="attribute"``.
 
     Raises
     ------
     ConfigError
         One line listing the valid names.
     """
-    lowered = [n.lower() for n in names]
-    key = name.strip().lower()
-    if key in lowered:
-        return lowered.index(key)
-    raise ConfigError(f"--attr: unknown attribute {name!r} for dataset {dataset!r}; choose one of: {', '.join(names)}")
-
-
-# ---------------------------------------------------------------------------
-# Annotation files
-# ---------------------------------------------------------------------------
-
-
-def read_partition(path: str | os.PathLike[str]) -> dict[str, int]:
-    """Read ``list_eval_partition.txt``: image name -> 0 (train), 1 (val) or 2 (test).
-
-    Raises
-    ------
-    DataError
-        Naming the file and line of the first malformed row.
-    """
-    rows = _read_rows(Path(path))
-    partition = {}
-    for number, line in rows:
-        parts = line.split()
-        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-            raise DataError(f"{path} line {number}: expected 'IMAGE.jpg 0|1|2', got {line.strip()[:60]!r}")
-        partition[parts[0]] = int(parts[1])
-    return partition
-
-
-def read_identities(path: str | os.PathLike[str]) -> dict[str, int]:
-    """Read ``identity_CelebA.txt``: image name -> person id.
-
-    Raises
-    ------
-    DataError
-        Naming the file and line of the first malformed row.
-    """
-    identities = {}
-    for number, line in _read_rows(Path(path)):
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise DataError(f"{path} line {number}: expected 'IMAGE.jpg IDENTITY', got {line.strip()[:60]!r}")
-        identities[parts[0]] = int(parts[1])
-    return identities
-
-
-def read_attributes(path: str | os.PathLike[str]) -> tuple[list[str], tuple[str, ...], np.ndarray]:
-    """Read ``list_attr_celeba.txt``.
-
-    The official layout: the number of images, the attribute names, then one
-    row per image of ``+1`` / ``-1`` values.
-
-    Returns
-    -------
-    names : list of str
-        Image file names, in file order.
-    attribute_names : tuple of str
-        Column names (40 in the official file).
-    values : numpy.ndarray
-        int8 ``(len(names), len(attribute_names))``, 1 (has it) or 0.
-
-    Raises
-    ------
-    DataError
-        Naming the file (and line) of a malformed header or row, or a row
-        count that disagrees with the header (a truncated file).
-    """
-    path = Path(path)
-    lines = _read_text(path).splitlines()
-    if len(lines) < 2 or not lines[0].strip().isdigit():
-        raise DataError(f"{path} line 1: expected the number of images, got {lines[0].strip()[:40]!r}"
-                        if lines else f"{path}: file is empty")
-    attribute_names = tuple(lines[1].split())
-    if not attribute_names:
-        raise DataError(f"{path} line 2: expected the attribute names, got an empty line")
-    body = [(i + 3, line) for i, line in enumerate(lines[2:]) if line.strip()]
-    expected = int(lines[0].strip())
-    if len(body) != expected:
-        raise DataError(f"{path}: line 1 says {expected} images but the file has {len(body)} rows (truncated?)")
-    split = [line.split(None, 1) for _, line in body]
-    names = [parts[0] for parts in split]
-    values = _parse_values([parts[1] if len(parts) > 1 else "" for parts in split], len(attribute_names))
-    if values is None:  # find the first bad row, for the message
-        for (number, line), parts in zip(body, split):
-            row = parts[1].split() if len(parts) > 1 else []
-            if len(row) != len(attribute_names) or any(v not in ("1", "-1") for v in row):
-                raise DataError(f"{path} line {number}: expected {len(attribute_names)} values of 1 or -1 "
-                                f"after the image name, got {len(row)}: {line.strip()[:60]!r}")
-        raise DataError(f"{path}: attribute values must be 1 or -1")
-    return names, attribute_names, values
-
-
-def _parse_values(rows: list[str], width: int) -> np.ndarray | None:
-    """Parse all rows of ``+1``/``-1`` at once in C; None if any row is malformed."""
-    text = " ".join(rows)
-    with warnings.catch_warnings():
-        # fromstring warns (DeprecationWarning) on text it cannot parse to the end.
-        warnings.simplefilter("error")
-        try:
-            flat = np.fromstring(text, dtype=np.int8, sep=" ")
-        except (ValueError, DeprecationWarning):
-            return None
-    if flat.size != len(rows) * width or not np.isin(flat, (-1, 1)).all():
-        return None
-    counts = np.fromiter((len(row.split()) for row in rows), dtype=np.int64, count=len(rows)) if rows else None
-    if counts is not None and (counts != width).any():
-        return None
-    return (flat.reshape(len(rows), width) > 0).astype(np.int8)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found (CelebA annotation file; get it from {CELEBA_URL})") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a text annotation file (byte {exc.start} is not ASCII)") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-
-
-def _read_rows(path: Path) -> list[tuple[int, str]]:
-    rows = [(i + 1, line) for i, line in enumerate(_read_text(path).splitlines()) if line.strip()]
-    if not rows:
-        raise DataError(f"{path}: file is empty")
-    return rows
+    return resolve_class(name, names, what="attribute")
 
 
 @dataclass(frozen=True)
@@ -413,7 +296,7 @@ def load_celeba(
         Output side, centred crop side in source pixels, resampling filter.
     cache_dir, workers, progress
         Cache location, decoding threads, progress bar
-        (see :func:`vaekit.folder.cached_images`).
+        (see :func:`vaekit.data.cache.cached_images`).
 
     Returns
     -------

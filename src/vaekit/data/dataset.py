@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Union
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
+from vaekit.data.classes import class_mask
 from vaekit.errors import ConfigError, DataError
 
 Index = Union[torch.Tensor, np.ndarray, Sequence[int], slice]
 
 
 @dataclass(eq=False)  # eq on tensors is ambiguous; identity is what we want
-class ImageDataset:
+class ImageDataset(Dataset):
     """A labelled image dataset held in memory.
+
+    Also a map-style :class:`torch.utils.data.Dataset`: ``dataset[i]`` is
+    ``(image, label)`` with the image as float32 ``(C, H, W)`` in [0, 1], so
+    it can be handed to a :class:`~torch.utils.data.DataLoader`. The trainer
+    does not go through it: it slices uint8 batches out of ``images``.
 
     Attributes
     ----------
@@ -56,6 +64,39 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` (negative counts from the end) as ``(image, label)``.
+
+        Parameters
+        ----------
+        index : int
+            Position of the sample.
+
+        Returns
+        -------
+        image : torch.Tensor
+            float32 ``(C, H, W)`` in [0, 1].
+        label : torch.Tensor
+            int64 scalar, an index into ``class_names``.
+
+        Raises
+        ------
+        IndexError
+            If ``index`` is outside ``-len(self) .. len(self) - 1``; this also
+            ends iteration over the dataset.
+        TypeError
+            If ``index`` is not an integer (use :meth:`subset` for several).
+        """
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise TypeError(f"dataset index must be an integer, got {type(index).__name__}; "
+                            "use subset() to select several samples") from None
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range for dataset {self.name!r} ({self.split}) of {n} samples")
+        return self.images[i].to(torch.float32).div_(255.0), self.labels[i]
 
     def __repr__(self) -> str:
         # The default dataclass repr would print tensor contents.
@@ -111,11 +152,11 @@ class ImageDataset:
             Remaining samples; labels are not renumbered, so class ids keep
             their meaning across filtered and unfiltered datasets.
         """
-        if isinstance(classes, (str, int)):
-            classes = [classes]
-        ids = [self._class_id(c) for c in classes]
-        keep = ~torch.isin(self.labels, torch.tensor(ids, dtype=torch.int64))
-        return self.subset(keep)
+        try:
+            drop = class_mask(self.labels, classes, self.class_names)
+        except ConfigError as error:
+            raise ConfigError(f"exclude_classes: {error}") from None
+        return self.subset(torch.from_numpy(~drop))
 
     def to_float(self, index: Index | None = None) -> torch.Tensor:
         """Return images (all, or ``images[index]``) as float32 in [0, 1].
@@ -132,30 +173,6 @@ class ImageDataset:
         """
         images = self.images if index is None else self.images[_as_index(index)]
         return images.to(torch.float32).div_(255.0)
-
-    def _class_id(self, cls: str | int) -> int:
-        # bool is an int subclass; reject it so True does not mean class 1.
-        if isinstance(cls, int) and not isinstance(cls, bool):
-            if 0 <= cls < len(self.class_names):
-                return cls
-            raise ConfigError(
-                f"class id {cls} is out of range for dataset {self.name!r} "
-                f"(0..{len(self.class_names) - 1})"
-            )
-        if isinstance(cls, str):
-            # Case, spaces and punctuation do not matter: "bag", "Bag", "ankle-boot".
-            wanted = _class_key(cls)
-            for class_id, name in enumerate(self.class_names):
-                if _class_key(name) == wanted:
-                    return class_id
-        raise ConfigError(
-            f"unknown class {cls!r} for dataset {self.name!r}; choose from: "
-            + ", ".join(self.class_names)
-        )
-
-
-def _class_key(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 def _as_index(index: Index) -> slice | torch.Tensor:

@@ -16,9 +16,9 @@ from vaekit.data.cache import cached_images
 from vaekit.data.dataset import ImageDataset
 from vaekit.data.images import (
     IMAGE_EXTENSIONS,
-    ImageProblem,
     ImageTransform,
-    decode_image,
+    image_transform,
+    read_image,
     report_once,
 )
 from vaekit.data.registry import dataset_names, load_dataset, register_dataset
@@ -54,7 +54,6 @@ class FileImageDataset(ImageDataset):
     def _per_image(self, picked: torch.Tensor) -> dict[str, Any]:
         """Per-image fields for :meth:`subset`; subclasses add theirs."""
         return {"filenames": tuple(self.filenames[i] for i in picked.tolist()) if self.filenames else ()}
-
 
 
 # ---------------------------------------------------------------------------
@@ -122,8 +121,9 @@ def load_folder(
     ``PATH/dog/*.png``; deeper folders belong to their top-level class);
     without subfolders every image is in one class named after the folder.
     If ``PATH`` has ``train/`` and ``test/`` (or ``val/``) subfolders they
-    are the splits; otherwise a fixed ``test_fraction`` of the files, chosen
-    by a hash of their names (stable when files are added), is the test split.
+    are the splits; otherwise about ``test_fraction`` of the files, chosen
+    by a hash of each name, are the test split (adding or removing files
+    never moves another file between the splits).
 
     Parameters
     ----------
@@ -218,13 +218,20 @@ def _folder_layout(
 
 
 def _hash_split(names: list[str], test_fraction: float) -> list[int]:
-    """Hold out the ``test_fraction`` of files with the smallest name hashes."""
-    if len(names) < 2:
-        return [0] * len(names)
-    ranks = sorted(range(len(names)), key=lambda i: hashlib.sha1(names[i].encode()).hexdigest())
-    n_test = min(len(names) - 1, max(1, round(len(names) * test_fraction)))
-    test = set(ranks[:n_test])
-    return [1 if i in test else 0 for i in range(len(names))]
+    """Split of each file: 1 (test) iff its name's SHA-1, as a fraction of 2**160, is below ``test_fraction``.
+
+    Each file's split depends on its own name only, so adding or removing
+    files never moves another file between train and test. Folders of two or
+    more files get at least one file in each split (the smallest hash goes to
+    test, the largest to train); only such tiny folders can see a file move.
+    """
+    hashes = [int(hashlib.sha1(name.encode()).hexdigest(), 16) for name in names]
+    split = [int(h < test_fraction * 2**160) for h in hashes]  # int < float compares exactly
+    if len(names) >= 2 and not any(split):
+        split[hashes.index(min(hashes))] = 1
+    elif len(names) >= 2 and all(split):
+        split[hashes.index(max(hashes))] = 0
+    return split
 
 
 def _folder_loader(
@@ -239,15 +246,21 @@ def _folder_loader(
     return load_folder(arg, split, **kwargs)
 
 
-
-
 def load_image_files(path: str | Path, image_shape: Sequence[int]) -> tuple[ImageDataset, list[str]]:
     """Read an image file, or every image in a folder (and its subfolders), shaped for a model.
 
-    Each image is decoded as :mod:`vaekit.folder` does for training folders:
+    Each image is read by :func:`~vaekit.data.images.read_image` with
+    ``fit="crop"``, as :func:`load_folder` does for training folders:
     converted to greyscale (1 channel) or RGB (3 channels), its largest
     centred crop of the model's aspect ratio resized to the model's height
     and width. In a folder, unreadable files are reported once and skipped.
+
+    Parameters
+    ----------
+    path
+        An image file or a folder.
+    image_shape
+        The model's ``(C, H, W)``.
 
     Returns
     -------
@@ -258,14 +271,11 @@ def load_image_files(path: str | Path, image_shape: Sequence[int]) -> tuple[Imag
     Raises
     ------
     DataError
-        For a missing path, a folder without a usable image, or an
-        unreadable single file.
+        For a missing path, a folder without a usable image, an unreadable
+        single file, or a model whose channel count is neither 1 nor 3.
     """
     path = Path(path)
-    c, h, w = (int(v) for v in image_shape)
-    if c not in (1, 3):
-        raise DataError(f"{path}: image files can be scored by 1- or 3-channel models only, this one has {c}")
-    transform = ImageTransform(size=(h, w), channels=c)
+    image_transform(image_shape, "crop")  # a bad shape fails once here, not once per file
     if path.is_dir():
         names = list_folder(path)
         if not names:
@@ -278,19 +288,17 @@ def load_image_files(path: str | Path, image_shape: Sequence[int]) -> tuple[Imag
     arrays, kept = [], []
     for name in names:
         try:
-            arrays.append(decode_image(root / name, transform))
+            arrays.append(read_image(root / name, image_shape, fit="crop"))
             kept.append(name)
-        except ImageProblem as problem:
+        except DataError as problem:
             if not path.is_dir():
-                raise DataError(f"{path}: {problem}") from None
-            report_once(f"{root / name}: skipped: {problem}")
+                raise
+            report_once(f"{problem} (skipped)")
     if not arrays:
         raise DataError(f"{path}: none of its {len(names)} image files could be read")
     dataset = ImageDataset(torch.from_numpy(np.stack(arrays)), torch.zeros(len(kept), dtype=torch.int64),
                            ("image",), name=str(path), split="files")
     return dataset, kept
-
-
 
 
 def resolve_images(spec: str, image_shape: Sequence[int], data_dir: str | None = None,

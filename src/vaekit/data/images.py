@@ -1,8 +1,11 @@
-"""Image files: decoding one file into the uint8 ``(C, H, W)`` a model takes.
+"""Image files: decoding one file into the ``(C, H, W)`` a model takes.
 
-:class:`ImageTransform` says how (size, channels, crop, filter) and
-:func:`decode_image` does it; :func:`load_image` turns a user's file into
-model input.
+One decoding path for every image file vaekit reads: :class:`ImageTransform`
+says how (size, channels, crop or pad, filter) and :func:`decode_image` does
+it (EXIF orientation, mode conversion, transparency on black, resampling).
+The caches of image datasets call it directly; :func:`read_image` (uint8)
+and :func:`load_image` (float32 in [0, 1]) wrap it for single user files
+and raise :class:`~vaekit.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ def report_once(message: str) -> None:
         logger.warning(message)
 
 
-
+#: How an image meets the target aspect ratio: "crop" keeps the largest
+#: centred region of that ratio, "pad" keeps the whole image and fills the
+#: rest with its border colour.
+FITS = ("crop", "pad")
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,16 @@ class ImageTransform:
         Height of the centred crop in source pixels (its width follows the
         target aspect ratio); images smaller than the crop are rejected.
         ``None`` takes the largest centred region with the target aspect
-        ratio, so any image size works.
+        ratio, so any image size works. Only with ``fit="crop"``.
     filter
         Resampling filter: ``"lanczos"`` (default), ``"bicubic"``,
         ``"bilinear"`` or ``"box"``.
     version
         :data:`CACHE_VERSION` of the code that decoded the images.
+    fit
+        ``"crop"`` (default) cuts the image to the target aspect ratio;
+        ``"pad"`` keeps all of it, centred, and fills the margins with the
+        median colour of its border (see :data:`FITS`).
     """
 
     size: tuple[int, int] = (128, 128)
@@ -82,6 +92,7 @@ class ImageTransform:
     crop: int | None = None
     filter: str = "lanczos"
     version: int = CACHE_VERSION
+    fit: str = "crop"
 
     def __post_init__(self) -> None:
         height, width = self.size
@@ -93,6 +104,10 @@ class ImageTransform:
             raise ConfigError(f"crop must be at least 1 pixel, got {self.crop}")
         if self.filter not in _FILTERS:
             raise ConfigError(f"unknown resampling filter {self.filter!r}; choose one of: {', '.join(_FILTERS)}")
+        if self.fit not in FITS:
+            raise ConfigError(f"fit: unknown value {self.fit!r}; choose one of: {', '.join(FITS)}")
+        if self.crop is not None and self.fit != "crop":
+            raise ConfigError(f"crop: a fixed crop needs fit='crop', got fit={self.fit!r}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -100,12 +115,20 @@ class ImageTransform:
         return (self.channels, *self.size)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "size": list(self.size)}
+        """Plain-JSON form; image caches are keyed by it."""
+        data = {**asdict(self), "size": list(self.size)}
+        if self.fit == "crop":
+            # Caches built before ``fit`` existed are all "crop": leaving the
+            # default out keeps their keys, so they are not rebuilt.
+            del data["fit"]
+        return data
 
     def describe(self) -> str:
         """One line for logs and docs, e.g. ``centre crop 148x148, LANCZOS to 128x128 RGB``."""
         height, width = self.size
-        if self.crop is None:
+        if self.fit == "pad":
+            crop = "padded to the aspect ratio with the border colour"
+        elif self.crop is None:
             crop = "largest centred crop"
         else:
             crop = f"centre crop {_crop_width(self.crop, self.size)}x{self.crop}"
@@ -125,7 +148,7 @@ def decode_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.
     path
         The image file.
     transform
-        Crop, size, channels and filter.
+        Fit (crop or pad), size, channels and filter.
 
     Returns
     -------
@@ -140,32 +163,58 @@ def decode_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.
     """
     try:
         with Image.open(path) as image:
-            orientation = image.getexif().get(0x0112, 1)
-            width, height = image.size
-            if orientation in (5, 6, 7, 8):  # EXIF: stored rotated by 90 degrees
-                width, height = height, width
-            box = _crop_box((width, height), transform)
-            _draft(image, transform, box)
-            if orientation not in (1, None):  # phone photos are stored sideways
-                image = ImageOps.exif_transpose(image)
-            # Draft mode may have decoded at 1/2, 1/4 or 1/8 scale: scale the box too.
-            sx, sy = image.size[0] / width, image.size[1] / height
-            box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+            image, box = _oriented(image, transform)
             image = _to_mode(image, transform.channels)
-            height, width = transform.size
-            # resize() with a box crops and resizes in one pass; it also
-            # forces the decode, so truncated files fail here.
-            image = image.resize((width, height), _FILTERS[transform.filter], box=box, reducing_gap=_REDUCING_GAP)
+            # Both fits force the decode, so truncated files fail here.
+            image = _pad(image, transform) if transform.fit == "pad" else _crop(image, transform, box)
             array = np.asarray(image, dtype=np.uint8)
     except ImageProblem:
         raise
     except FileNotFoundError:
         raise ImageProblem("file not found") from None
     except Image.UnidentifiedImageError:
-        raise ImageProblem("not an image, or a format Pillow cannot read") from None
+        raise ImageProblem("not a readable image: not an image, or a format Pillow cannot read") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a problem of this one file
-        raise ImageProblem(_one_line(exc)) from None
+        raise ImageProblem(f"not a readable image: {_one_line(exc)}") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _oriented(image: Image.Image, transform: ImageTransform) -> tuple[Image.Image, tuple[float, ...]]:
+    """The image upright (EXIF orientation applied), and the crop box in its pixels.
+
+    The box is computed on the upright size before decoding, so that JPEG
+    draft mode (see :func:`_draft`) can decode only as many pixels as needed.
+    """
+    orientation = image.getexif().get(0x0112, 1)
+    width, height = image.size
+    if orientation in (5, 6, 7, 8):  # EXIF: stored rotated by 90 degrees
+        width, height = height, width
+    box = _crop_box((width, height), transform) if transform.fit == "crop" else (0.0, 0.0, width, height)
+    _draft(image, transform, box)
+    if orientation not in (1, None):  # phone photos are stored sideways
+        image = ImageOps.exif_transpose(image)
+    # Draft mode may have decoded at 1/2, 1/4 or 1/8 scale: scale the box too.
+    sx, sy = image.size[0] / width, image.size[1] / height
+    return image, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+
+def _crop(image: Image.Image, transform: ImageTransform, box: tuple[float, ...]) -> Image.Image:
+    """Crop ``box`` and resize to the target in one pass (resize() takes the box)."""
+    height, width = transform.size
+    return image.resize((width, height), _FILTERS[transform.filter], box=box, reducing_gap=_REDUCING_GAP)
+
+
+def _pad(image: Image.Image, transform: ImageTransform) -> Image.Image:
+    """Resize to fit inside the target and centre it on the image's border colour."""
+    height, width = transform.size
+    scale = min(width / image.width, height / image.height)
+    inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    resized = image.resize(inner, _FILTERS[transform.filter], reducing_gap=_REDUCING_GAP)
+    # The margins continue the photo's background (a product shot on white
+    # stays on white) instead of adding a frame the model has never seen.
+    canvas = Image.new(image.mode, (width, height), _border_colour(np.asarray(image)))
+    canvas.paste(resized, ((width - inner[0]) // 2, (height - inner[1]) // 2))
+    return canvas
 
 
 def _draft(image: Image.Image, transform: ImageTransform, box: tuple[float, float, float, float]) -> None:
@@ -220,52 +269,94 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
     return image if image.mode == target else image.convert(target)
 
 
+def image_transform(image_shape: Sequence[int], fit: str = "crop") -> ImageTransform:
+    """The :class:`ImageTransform` that turns an image file into a model's ``(C, H, W)`` input.
 
-
-def load_image(path: str | os.PathLike, image_shape: Sequence[int], invert: bool = False) -> np.ndarray:
-    """Read an image file as the model's input: ``(C, H, W)`` float32 in [0, 1].
-
-    The image is converted to greyscale ("L") for 1 channel or "RGB" for 3
-    (transparent pixels become black, the background of Fashion-MNIST), padded
-    to a square with its border colour so the aspect ratio is kept, and resized
-    with a Lanczos filter. ``invert`` turns dark-on-light photos into the
-    light-on-dark look of Fashion-MNIST.
+    Parameters
+    ----------
+    image_shape
+        ``(C, H, W)`` with C 1 (greyscale) or 3 (RGB).
+    fit
+        ``"crop"`` or ``"pad"`` (see :class:`ImageTransform`).
 
     Raises
     ------
     DataError
-        If the file is missing, not an image, or the model's channel count
-        is neither 1 nor 3.
+        If ``image_shape`` has a channel count image files cannot give.
+    ConfigError
+        If ``image_shape`` is not three positive sizes, or ``fit`` is unknown.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+    if len(image_shape) != 3:
+        raise ConfigError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
     channels, height, width = (int(s) for s in image_shape)
     if channels not in (1, 3):
-        raise DataError(f"{path}: cannot convert an image file to the model's {channels} channels (only 1 or 3)")
+        raise DataError(f"image_shape: image files convert to 1 or 3 channels, not to {channels} channels")
+    return ImageTransform(size=(height, width), channels=channels, fit=fit)
+
+
+def read_image(path: str | os.PathLike[str], image_shape: Sequence[int], fit: str = "crop") -> np.ndarray:
+    """Read an image file as uint8 ``(C, H, W)``; :func:`decode_image` with :func:`image_transform`.
+
+    Parameters
+    ----------
+    path
+        The image file.
+    image_shape
+        ``(C, H, W)`` to produce, C 1 or 3.
+    fit
+        ``"crop"`` (largest centred region of the target aspect ratio) or
+        ``"pad"`` (whole image, margins in its border colour).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``image_shape``.
+
+    Raises
+    ------
+    DataError
+        One line naming the file: missing, not an image, corrupt; or an
+        unsupported channel count.
+    """
+    transform = image_transform(image_shape, fit)
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        raise DataError(f"{path}: not a readable image ({_one_line(error)})") from None
-    image = _flatten_alpha(ImageOps.exif_transpose(image)).convert("L" if channels == 1 else "RGB")
-    border = _border_colour(np.asarray(image))
-    image = ImageOps.pad(image, (width, height), method=Image.Resampling.LANCZOS, color=border)
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
-    return (1.0 - array if invert else array).astype(np.float32)
+        return decode_image(path, transform)
+    except ImageProblem as problem:
+        raise DataError(f"{path}: {problem}") from None
 
 
-def _flatten_alpha(image):
-    from PIL import Image
+def load_image(
+    path: str | os.PathLike[str], image_shape: Sequence[int], fit: str = "pad", invert: bool = False
+) -> np.ndarray:
+    """Read an image file as the model's input: ``(C, H, W)`` float32 in [0, 1].
 
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image
+    The image is decoded by :func:`read_image`: turned upright (EXIF),
+    converted to greyscale for 1 channel or RGB for 3 (transparent pixels
+    become black, the background of Fashion-MNIST), fitted to the aspect
+    ratio and resized with a Lanczos filter.
+
+    Parameters
+    ----------
+    path
+        The image file.
+    image_shape
+        The model's ``(C, H, W)``.
+    fit
+        ``"pad"`` (default) keeps the whole object, filling the margins with
+        the border colour; ``"crop"`` takes the largest centred region, as
+        image datasets do.
+    invert
+        Turn dark-on-light photos into the light-on-dark look of
+        Fashion-MNIST.
+
+    Raises
+    ------
+    DataError
+        If the file is missing or not an image, or the model's channel count
+        is neither 1 nor 3.
+    """
+    array = read_image(path, image_shape, fit).astype(np.float32) / np.float32(255.0)
+    return 1.0 - array if invert else array
 
 
 def _border_colour(array: np.ndarray) -> int | tuple[int, ...]:

@@ -73,11 +73,36 @@ def load_dataset(
     ConfigError
         If ``name`` is not a registered dataset.
     """
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    key = canonical_dataset_name(name)
     if key in DATASETS:
         return DATASETS[key](split=split, data_dir=data_dir, download=download, **kwargs)
+    prefix, _, arg = key.partition(":")
+    return DATASETS[prefix](split=split, data_dir=data_dir, download=download, arg=arg, **kwargs)
+
+
+def canonical_dataset_name(name: str) -> str:
+    """The registered spelling of a dataset name: aliases resolved, prefix lower-cased.
+
+    Parameters
+    ----------
+    name : str
+        ``"FMNIST"``, ``"fashion_mnist"``, ``"Folder:~/Pics"``...
+
+    Returns
+    -------
+    str
+        ``"fashion-mnist"``, ``"folder:~/Pics"`` (the part after the prefix
+        is kept as given).
+
+    Raises
+    ------
+    ConfigError
+        If ``name`` is not a registered dataset.
+    """
+    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key in DATASETS:
+        return key
     prefix, sep, arg = name.strip().partition(":")
     if sep and prefix.lower() in DATASETS:
-        loader = DATASETS[prefix.lower()]
-        return loader(split=split, data_dir=data_dir, download=download, arg=arg, **kwargs)
+        return f"{prefix.lower()}:{arg}"
     raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")

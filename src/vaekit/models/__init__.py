@@ -8,7 +8,7 @@ from vaekit.models.losses import (
     reconstruction_nll,
     vae_loss,
 )
-from vaekit.models.pretrained import load, save_model
+from vaekit.models.pretrained import load, save_model, save_pretrained
 from vaekit.models.spec import (
     ARCHITECTURES,
     FASHION28,
@@ -22,5 +22,5 @@ from vaekit.models.vae import VAE, VAEOutput, build_model, count_parameters
 __all__ = [
     "ARCHITECTURES", "FASHION28", "INITS", "NN3_128", "RECONSTRUCTIONS", "VAE", "ArchSpec", "ConvLayer",
     "LossTerms", "VAEOutput", "build_model", "count_parameters", "get_arch", "initialize_weights",
-    "kl_divergence", "load", "reconstruction_nll", "save_model", "vae_loss",
+    "kl_divergence", "load", "reconstruction_nll", "save_model", "save_pretrained", "vae_loss",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from vaekit.errors import ConfigError
+
 INITS = ("vaekit", "keras", "pytorch")
 
 
@@ -16,6 +18,8 @@ def initialize_weights(model: nn.Module, scheme: str) -> None:
     positive bias so every ReLU unit starts active; ``"pytorch"`` keeps
     PyTorch's defaults.
     """
+    if scheme not in INITS:
+        raise ConfigError(f"init must be one of {', '.join(INITS)}, got '{scheme}'", param="init")
     if scheme == "pytorch":
         return
     for module in model.modules():

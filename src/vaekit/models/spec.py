@@ -116,10 +116,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {spec.name: spec for spec in (FASHION28, NN
 def get_arch(name: str, latent_dim: int | None = None) -> ArchSpec:
     """Return the named architecture, optionally with another latent size."""
     if name not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture '{name}'; choose one of: {', '.join(ARCHITECTURES)}")
+        raise ConfigError(f"arch: unknown architecture '{name}'; choose one of: {', '.join(ARCHITECTURES)}",
+                          param="arch")
     spec = ARCHITECTURES[name]
     if latent_dim is not None:
         if latent_dim < 1:
-            raise ConfigError(f"--latent-dim must be at least 1, got {latent_dim}")
+            raise ConfigError(f"latent_dim must be at least 1, got {latent_dim}", param="latent_dim")
         spec = replace(spec, latent_dim=latent_dim)
     return spec

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from vaekit.errors import ConfigError
+from vaekit.models.init import initialize_weights
 from vaekit.models.spec import ArchSpec, ConvLayer, get_arch
 
 
@@ -132,22 +135,37 @@ class VAE(nn.Module):
         logits = self.decode_logits(z)
         return VAEOutput(torch.sigmoid(logits), z_mean, z_log_var, z, logits)
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Images decoded from their posterior means (no sampling noise), values in [0, 1].
+
+        One forward pass on ``x`` as given; for whole datasets on any device
+        use :class:`vaekit.analysis.Inference`.
+        """
+        z_mean, _ = self.encode(x)
+        return self.decode(z_mean)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws of the prior N(0, I), values in [0, 1], on the model's device."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
+        return self.decode(z)
+
     def config(self) -> dict[str, Any]:
         """The architecture as plain values (enough to rebuild the module)."""
         return {"arch": self.spec.name, "latent_dim": self.spec.latent_dim, "spec": self.spec.to_dict()}
 
-    def save_pretrained(self, directory) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
-        from vaekit.models.pretrained import save_model
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write a fresh ``config.json`` (with a format version) and ``model.safetensors`` into ``directory``."""
+        from vaekit.models.pretrained import save_pretrained
 
-        save_model(self, directory)
+        return save_pretrained(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> VAE:
-        """Load a model saved by :meth:`save_pretrained` or by training."""
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
+        """Build ``cls`` from a directory written by :meth:`save_pretrained` or by training, in eval mode."""
         from vaekit.models.pretrained import load
 
-        return load(directory, device=device)
+        return load(directory, device=device, cls=cls)
 
 
 def _encoder_conv_layers(spec: ArchSpec) -> list[nn.Module]:
@@ -159,8 +177,9 @@ def _encoder_conv_layers(spec: ArchSpec) -> list[nn.Module]:
     return layers
 
 
-def build_model(name: str = "fashion28", latent_dim: int | None = None, spec: ArchSpec | None = None) -> VAE:
-    """Build a VAE by architecture name (or from an explicit spec).
+def build_model(name: str = "fashion28", latent_dim: int | None = None, spec: ArchSpec | None = None,
+                init: str = "vaekit") -> VAE:
+    """Build a VAE by architecture name (or from an explicit spec), initialised as training does.
 
     Parameters
     ----------
@@ -170,6 +189,10 @@ def build_model(name: str = "fashion28", latent_dim: int | None = None, spec: Ar
         Latent size; defaults to the architecture's (2 and 256).
     spec
         A custom :class:`ArchSpec`; overrides ``name``.
+    init
+        Weight initialisation (:func:`vaekit.models.init.initialize_weights`):
+        ``"vaekit"`` (default, as :func:`vaekit.train`), ``"keras"`` or ``"pytorch"``.
+        Seed with :func:`torch.manual_seed` first for reproducible weights.
 
     Examples
     --------
@@ -181,7 +204,9 @@ def build_model(name: str = "fashion28", latent_dim: int | None = None, spec: Ar
         spec = get_arch(name, latent_dim)
     elif latent_dim is not None:
         spec = replace(spec, latent_dim=latent_dim)
-    return VAE(spec)
+    model = VAE(spec)
+    initialize_weights(model, init)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,4 +1,12 @@
-"""What defines a training run: :class:`TrainConfig`, saved in ``config.json``."""
+"""What defines a training run: :class:`TrainConfig`, saved in ``config.json``.
+
+Each field is also a command-line option: its ``metadata`` holds the help
+text and, where they apply, the ``choices``, the ``flag`` (when it is not
+the field's name with dashes, ``--latent-dim``) and the ``metavar``. The CLI
+generates the options of ``vaekit train`` from these
+(:func:`vaekit.cli.options.add_dataclass_options`), so a new field needs no
+other code to become an option.
+"""
 
 from __future__ import annotations
 
@@ -21,49 +29,70 @@ class TrainConfig:
     ``docs/training.md`` for why they differ from the Keras original.
     """
 
-    dataset: str = "fashion-mnist"
-    arch: str = "fashion28"
-    latent_dim: int | None = None  # None: the architecture's default
-    beta: float = 1.0
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-    kl_warmup_epochs: float = 0.0  # linear ramp of beta from 0 over this many epochs
-    recon: str = "bernoulli"  # or "gaussian"
-    gaussian_sigma: float = 0.1
-    init: str = "vaekit"  # "vaekit" (reliable), "keras" (glorot, zero bias: the original), "pytorch"
-    grad_clip: float | None = None
-    exclude_classes: list[str] = field(default_factory=list)
-    train_limit: int | None = None  # use only the first N training images (quick runs, tests)
-    test_limit: int | None = None
-    data_dir: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    eval_batch_size: int = 256  # bounds evaluation memory (activations of 256 images)
+    dataset: str = field(default="fashion-mnist", metadata={
+        "help": "fashion-mnist, shapes, celeba, or folder:PATH", "metavar": "NAME"})
+    arch: str = field(default="fashion28", metadata={"help": "fashion28 or nn3-128", "metavar": "NAME"})
+    latent_dim: int | None = field(default=None, metadata={
+        "help": "latent size (default: the architecture's, 2 for fashion28)", "metavar": "N"})
+    beta: float = field(default=1.0, metadata={"help": "weight of the KL term (beta-VAE)"})
+    epochs: int = field(default=10, metadata={"help": "training epochs", "metavar": "N"})
+    batch_size: int = field(default=128, metadata={"help": "images per optimiser step", "metavar": "N"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "random seed (initial weights, shuffling, sampling)"})
+    kl_warmup_epochs: float = field(default=0.0, metadata={
+        "help": "ramp beta linearly from 0 over this many epochs", "flag": "--kl-warmup", "metavar": "EPOCHS"})
+    recon: str = field(default="bernoulli", metadata={
+        "help": "reconstruction likelihood", "choices": RECONSTRUCTIONS})
+    gaussian_sigma: float = field(default=0.1, metadata={
+        "help": "pixel noise of the gaussian likelihood (--recon gaussian)", "metavar": "SIGMA"})
+    init: str = field(default="vaekit", metadata={
+        "help": "weight init: vaekit (reliable), keras (glorot, zero bias: the original; may collapse), pytorch",
+        "choices": INITS})
+    grad_clip: float | None = field(default=None, metadata={
+        "help": "clip the gradient norm to this value (default: no clipping)", "metavar": "NORM"})
+    exclude_classes: list[str] = field(default_factory=list, metadata={
+        "help": "leave these classes out of training (anomaly-detection protocol)", "metavar": "CLASS"})
+    train_limit: int | None = field(default=None, metadata={
+        "help": "train on the first N images only (quick runs, tests)", "metavar": "N"})
+    test_limit: int | None = field(default=None, metadata={
+        "help": "evaluate on the first N test images only", "metavar": "N"})
+    data_dir: str | None = field(default=None, metadata={"help": "folder holding the dataset files", "metavar": "DIR"})
+    device: str = field(default="auto", metadata={"help": "auto (default), cpu, cuda, cuda:1, mps"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (the default) picks bf16 or fp16 on GPUs, bf16 on CPUs with AMX, else fp32",
+        "choices": PRECISIONS})
+    channels_last: bool = field(default=True, metadata={
+        "help": "keep images and weights in the NCHW memory layout instead of channels-last"})
+    compile: bool = field(default=False, metadata={"help": "use torch.compile"})
+    eval_batch_size: int = field(default=256, metadata={
+        "help": "images per evaluation batch for 28x28 images, fewer for larger ones (bounds evaluation memory)",
+        "metavar": "N"})
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` for impossible settings."""
+        """Raise :class:`ConfigError` for impossible settings.
+
+        The error's ``param`` is the offending field, named in the message as
+        spelled here (the CLI shows its flag instead).
+        """
         checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, got {self.lr}"),
-            (self.beta >= 0 and math.isfinite(self.beta), f"--beta must be zero or positive, got {self.beta}"),
-            (self.kl_warmup_epochs >= 0, f"--kl-warmup must be zero or positive, got {self.kl_warmup_epochs}"),
-            (self.latent_dim is None or self.latent_dim >= 1, f"--latent-dim must be at least 1, got {self.latent_dim}"),
-            (self.recon in RECONSTRUCTIONS, f"--recon must be one of {', '.join(RECONSTRUCTIONS)}, got '{self.recon}'"),
-            (self.gaussian_sigma > 0, f"--gaussian-sigma must be positive, got {self.gaussian_sigma}"),
-            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
-            (self.init in INITS, f"--init must be one of {', '.join(INITS)}, got '{self.init}'"),
-            (self.grad_clip is None or self.grad_clip > 0, f"--grad-clip must be positive, got {self.grad_clip}"),
-            (self.train_limit is None or self.train_limit >= 1, f"--train-limit must be at least 1, got {self.train_limit}"),
-            (self.test_limit is None or self.test_limit >= 1, f"--test-limit must be at least 1, got {self.test_limit}"),
+            ("epochs", self.epochs >= 1, f"must be at least 1, got {self.epochs}"),
+            ("batch_size", self.batch_size >= 1, f"must be at least 1, got {self.batch_size}"),
+            ("lr", self.lr > 0 and math.isfinite(self.lr), f"must be a positive number, got {self.lr}"),
+            ("beta", self.beta >= 0 and math.isfinite(self.beta), f"must be zero or positive, got {self.beta}"),
+            ("kl_warmup_epochs", self.kl_warmup_epochs >= 0, f"must be zero or positive, got {self.kl_warmup_epochs}"),
+            ("latent_dim", self.latent_dim is None or self.latent_dim >= 1, f"must be at least 1, got {self.latent_dim}"),
+            ("recon", self.recon in RECONSTRUCTIONS, f"must be one of {', '.join(RECONSTRUCTIONS)}, got '{self.recon}'"),
+            ("gaussian_sigma", self.gaussian_sigma > 0, f"must be positive, got {self.gaussian_sigma}"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
+            ("init", self.init in INITS, f"must be one of {', '.join(INITS)}, got '{self.init}'"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, f"must be positive, got {self.grad_clip}"),
+            ("train_limit", self.train_limit is None or self.train_limit >= 1, f"must be at least 1, got {self.train_limit}"),
+            ("test_limit", self.test_limit is None or self.test_limit >= 1, f"must be at least 1, got {self.test_limit}"),
+            ("eval_batch_size", self.eval_batch_size >= 1, f"must be at least 1, got {self.eval_batch_size}"),
         ]
-        for ok, message in checks:
+        for param, ok, problem in checks:
             if not ok:
-                raise ConfigError(message)
+                raise ConfigError(f"{param} {problem}", param=param)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

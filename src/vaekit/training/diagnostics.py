@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vaekit.analysis.bounds import active_units
+from vaekit.analysis.inference import Inference
 from vaekit.models.losses import kl_per_dimension
 
 KL_COLLAPSE_NATS = 0.05
@@ -44,12 +45,10 @@ class CollapseReport:
 
 
 @torch.no_grad()
-def diagnose_collapse(model, dataset, device: torch.device | str = "cpu", probe_size: int = 2048) -> CollapseReport:
+def diagnose_collapse(model, dataset, probe_size: int = 2048) -> CollapseReport:
     """Measure dead encoder units, active latent units and KL on a data probe."""
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    relus = [(name, m) for name, m in model.encoder.named_modules() if isinstance(m, nn.ReLU)]
+    encoder = getattr(model, "encoder", None)  # custom protocol modules may have no encoder Sequential
+    relus = [(name, m) for name, m in encoder.named_modules() if isinstance(m, nn.ReLU)] if encoder is not None else []
     alive: dict[str, torch.Tensor] = {}
 
     def recorder(name):
@@ -63,17 +62,12 @@ def diagnose_collapse(model, dataset, device: torch.device | str = "cpu", probe_
 
     handles = [module.register_forward_hook(recorder(name)) for name, module in relus]
     try:
-        images = dataset.images[:probe_size].to(device).float().div_(255.0)
-        means, log_vars = [], []
-        for start in range(0, images.shape[0], 512):
-            z_mean, z_log_var = model.encode(images[start : start + 512])
-            means.append(z_mean.float())
-            log_vars.append(z_log_var.float())
+        # fp32 and the default layout: the diagnosis must not depend on the training precision.
+        inference = Inference(model, "fp32", batch_size=512, channels_last=False)
+        z_mean, z_log_var = inference.encode(dataset.images[:probe_size])
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
-    z_mean, z_log_var = torch.cat(means), torch.cat(log_vars)
     kl_dims = kl_per_dimension(z_mean, z_log_var).mean(0)
     dead_layers = [_layer_name(model, name) for name, mask in alive.items() if not mask.any()]
     return CollapseReport(

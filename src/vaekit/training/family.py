@@ -33,8 +33,9 @@ from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, read_config
 from vaekit.models.spec import get_arch
 from vaekit.runs.run import CHECKPOINT_FILE, METRICS_FILE, read_metrics
+from vaekit.training.api import train
 from vaekit.training.config import TrainConfig
-from vaekit.training.trainer import TrainingInterrupted, train
+from vaekit.training.trainer import TrainingInterrupted
 from vaekit.viz.evaluation_figures import save_rate_distortion
 from vaekit.viz.family_page import render_family_page
 

@@ -17,6 +17,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vaekit.analysis.inference import inference_for
 from vaekit.files import atomic_write_bytes
 
 DPI = 120
@@ -84,29 +85,15 @@ def image_grid_figure(
 
 
 
-@torch.no_grad()
-def reconstruct(model, images_uint8: torch.Tensor) -> torch.Tensor:
-    """Reconstructions from the posterior means (no sampling noise), in [0, 1]."""
-    device = next(model.parameters()).device
-    x = images_uint8.to(device).float().div(255.0)
-    z_mean, _ = model.encode(x)
-    return model.decode(z_mean).cpu()
+def save_reconstructions(model: Any, dataset: Any, path: str | os.PathLike, n: int = 10, seed: int = 0) -> Path:
+    """"Prediction from dataset": ``n`` random images (top row) above their reconstructions.
 
-
-@torch.no_grad()
-def sample_prior(model, n: int, seed: int = 0) -> torch.Tensor:
-    """Decode ``n`` random points of the prior N(0, I), in [0, 1]."""
-    device = next(model.parameters()).device
-    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    return model.decode(z).cpu()
-
-
-def save_reconstructions(model, dataset, path: str | os.PathLike, n: int = 10, seed: int = 0) -> Path:
-    """"Prediction from dataset": images (top row) above their reconstructions."""
+    ``model`` is a VAE, a :class:`~vaekit.runs.Run` or an :class:`~vaekit.analysis.Inference`.
+    """
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(dataset), generator=generator)[:n]
     originals = dataset.images[index]
-    recon = reconstruct(model, originals)
+    recon = inference_for(model).reconstruct(originals)
     # Datasets without classes (faces) get no column titles.
     has_classes = len(dataset.class_names) > 1
     labels = [dataset.class_names[int(i)] for i in dataset.labels[index]] if has_classes else None
@@ -115,9 +102,9 @@ def save_reconstructions(model, dataset, path: str | os.PathLike, n: int = 10, s
     return save_figure(fig, path)
 
 
-def save_samples(model, path: str | os.PathLike, n: int = 64, seed: int = 0) -> Path:
-    """"Random point in the latent space": decoded samples of the prior, in a square grid."""
-    images = to_display(sample_prior(model, n, seed))
+def save_samples(model: Any, path: str | os.PathLike, n: int = 64, seed: int = 0) -> Path:
+    """"Random point in the latent space": ``n`` decoded draws of the prior (seeded), in a square grid."""
+    images = to_display(inference_for(model).sample(n, seed))
     side = int(np.ceil(np.sqrt(n)))
     rows = [images[i : i + side] for i in range(0, n, side)]
     fig = image_grid_figure(rows, suptitle="Random points in the latent space", cell=1.0)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from vaekit.analysis import latent
-from vaekit.analysis.explorer import LatentRun
+from vaekit.analysis.explorer import Explorer
 from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError
 from vaekit.files import atomic_write_text, write_json
@@ -35,7 +35,7 @@ from vaekit.viz.sections import (
 # The report
 
 
-def build_report(run: LatentRun, output: str | os.PathLike | None = None, projection: str = "auto",
+def build_report(run: Explorer, output: str | os.PathLike | None = None, projection: str = "auto",
                  grid: int = 20, steps: int = 6, method: str = "linear", progress=None) -> tuple[Path, Path]:
     """Compute every section and write a self-contained ``report.html`` and its numbers as ``report.json``.
 
@@ -75,7 +75,7 @@ def build_report(run: LatentRun, output: str | os.PathLike | None = None, projec
     return output, json_path
 
 
-def _morph_examples(run: LatentRun, pair: tuple[int, int]) -> tuple[str, str]:
+def _morph_examples(run: Explorer, pair: tuple[int, int]) -> tuple[str, str]:
     """The first images of the two classes of ``pair``, as ``split:index`` references."""
     labels = run.dataset.labels.numpy()
     refs = []
@@ -85,7 +85,7 @@ def _morph_examples(run: LatentRun, pair: tuple[int, int]) -> tuple[str, str]:
     return refs[0], refs[1]
 
 
-def _arithmetic_pair(run: LatentRun) -> tuple[str, str]:
+def _arithmetic_pair(run: Explorer) -> tuple[str, str]:
     try:
         resolve_class("shirt", run.class_names), resolve_class("dress", run.class_names)
         return "shirt", "dress"  # the issue's "turn this shirt into a dress"
@@ -107,7 +107,7 @@ nav a { margin-right: 1em; } .note { color: #a33; } div.wide { overflow-x: auto;
 """
 
 
-def render_html(run: LatentRun, rendered: Sequence[tuple[Section, bytes]], notes: Sequence[str] = ()) -> str:
+def render_html(run: Explorer, rendered: Sequence[tuple[Section, bytes]], notes: Sequence[str] = ()) -> str:
     """The report page: summary, one part per section (embedded PNG, numbers, explanation), metrics, config."""
     esc = html.escape
     config = run.config
@@ -134,7 +134,7 @@ def render_html(run: LatentRun, rendered: Sequence[tuple[Section, bytes]], notes
     return "\n".join(parts) + "\n"
 
 
-def _run_summary(run: LatentRun) -> str:
+def _run_summary(run: Explorer) -> str:
     config = run.config
     train = config.get("train") or {}
     rows = read_metrics(run.run_dir)
@@ -145,7 +145,7 @@ def _run_summary(run: LatentRun) -> str:
     return text + f". Figures and numbers use the first {len(run.dataset):,} images of the {run.split} split."
 
 
-def _metrics_table(run: LatentRun) -> str:
+def _metrics_table(run: Explorer) -> str:
     rows = read_metrics(run.run_dir)
     if not rows:
         return "<p>No metrics.csv in the run directory.</p>"

@@ -21,7 +21,8 @@ import numpy as np
 
 from vaekit.analysis import latent, separation
 from vaekit.analysis import manifold as manifold_ops
-from vaekit.analysis.explorer import LatentRun
+from vaekit.analysis.explorer import Explorer
+from vaekit.analysis.latent import ClassMeans
 from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError
 from vaekit.viz import latent_figures as lp
@@ -51,6 +52,7 @@ class Section:
     lines: list[str]  # the numbers, one readable line each (printed by the CLI)
     metrics: dict[str, Any] = field(default_factory=dict)  # the same numbers, machine-readable
     explanation: str = ""  # what the figure shows and how the numbers are defined
+    result: Any = None  # the analysis result drawn, for callers that keep it (e.g. ClassMeans)
 
 
 def figure_png(fig) -> bytes:
@@ -64,7 +66,7 @@ def figure_png(fig) -> bytes:
 # Sections
 
 
-def latent_map_section(run: LatentRun, projection: str = "auto", k: int = 5, seed: int = 0) -> Section:
+def latent_map_section(run: Explorer, projection: str = "auto", k: int = 5, seed: int = 0) -> Section:
     """Issue item 1 and the class-separation number of item 10."""
     if run.model.latent_dim < 2:
         raise ConfigError(f"latent-map needs a latent space of at least 2 dimensions; this run has "
@@ -88,7 +90,7 @@ def latent_map_section(run: LatentRun, projection: str = "auto", k: int = 5, see
     return Section("latent_map", "Latent map", lp.latent_map_figure(result, run.split), lines, metrics, explanation)
 
 
-def manifold_section(run: LatentRun, grid: int = 20, n_reference: int = 2000, percentile: float = 95.0) -> Section:
+def manifold_section(run: Explorer, grid: int = 20, n_reference: int = 2000, percentile: float = 95.0) -> Section:
     """Issue item 2 with the hole fraction of item 10."""
     if grid < 2:
         raise ConfigError(f"--grid must be at least 2, got {grid}")
@@ -114,25 +116,25 @@ def manifold_section(run: LatentRun, grid: int = 20, n_reference: int = 2000, pe
     return Section("manifold", "Manifold", lp.manifold_figure(result, holes), lines, metrics, explanation)
 
 
-def class_means_section(run: LatentRun, refresh: bool = False) -> Section:
-    """Issue item 3; the vectors are in ``RUN/class_means.json`` afterwards."""
-    means = run.class_means(refresh=refresh)
+def class_means_section(run: Explorer, refresh: bool = False, means: ClassMeans | None = None) -> Section:
+    """The decoded class averages; ``means`` when given, else :meth:`Explorer.class_means`."""
+    means = means if means is not None else run.class_means(refresh=refresh)
     images = latent.decode(run.model, np.nan_to_num(means.vectors))
-    lines = [f"class means of {int(means.counts.sum()):,} {means.split} images: "
-             f"{run.run_dir / latent.CLASS_MEANS_FILE}"]
+    lines = [f"class means of {int(means.counts.sum()):,} {means.split} images"]
     if means.vectors.shape[1] <= 4:
         lines += [f"{name}: ({', '.join(f'{v:.3f}' for v in vec)})"
                   for name, vec, c in zip(means.class_names, means.vectors, means.counts) if c]
     metrics = {"split": means.split, "count": int(means.counts.sum()),
                "means": {n: [round(float(v), 5) for v in vec] for n, vec, c in
                          zip(means.class_names, means.vectors, means.counts) if c}}
-    explanation = ("The mean z_mean of each class, decoded: the model's 'average' item of the class. The vectors are "
-                   f"saved in {latent.CLASS_MEANS_FILE} in the run directory and reused by interpolation, "
-                   "transitions and arithmetic without the dataset.")
-    return Section("class_means", "Class averages", lp.class_means_figure(means, images), lines, metrics, explanation)
+    explanation = ("The mean z_mean of each class, decoded: the model's 'average' item of the class. `vaekit class-means` "
+                   f"saves the vectors in {latent.CLASS_MEANS_FILE} in the run directory, where interpolation, "
+                   "transitions and arithmetic reuse them without the dataset.")
+    return Section("class_means", "Class averages", lp.class_means_figure(means, images), lines, metrics, explanation,
+                   result=means)
 
 
-def _check_path_options(run: LatentRun, steps: int, method: str) -> None:
+def _check_path_options(run: Explorer, steps: int, method: str) -> None:
     """Validate interpolation options before any work (and before the class means are cached)."""
     latent.interpolation_weights(steps)
     if method not in latent.METHODS:
@@ -141,11 +143,11 @@ def _check_path_options(run: LatentRun, steps: int, method: str) -> None:
         raise ConfigError("slerp needs a latent space of at least 2 dimensions; this run has 1: use --method linear")
 
 
-def _resolve_pair(run: LatentRun, source: str, target: str) -> tuple[int, int]:
+def _resolve_pair(run: Explorer, source: str, target: str) -> tuple[int, int]:
     return resolve_class(source, run.class_names), resolve_class(target, run.class_names)
 
 
-def _class_interpolation(run: LatentRun, means: latent.ClassMeans, pair: tuple[int, int], steps: int,
+def _class_interpolation(run: Explorer, means: latent.ClassMeans, pair: tuple[int, int], steps: int,
                          method: str) -> latent.Interpolation:
     a, b = pair
     return latent.interpolate(run.model, means.vector(a), means.vector(b), steps, method,
@@ -164,7 +166,7 @@ _SMOOTHNESS_TEXT = ("Smoothness is measured on {frames} evenly spaced frames alo
                     "{even:.1f}% would be a perfectly even transition; 100% a single jump.")
 
 
-def interpolation_section(run: LatentRun, source: str | None = None, target: str | None = None, steps: int = 6,
+def interpolation_section(run: Explorer, source: str | None = None, target: str | None = None, steps: int = 6,
                           method: str = "linear") -> Section:
     """Issue item 4: one transition between two class averages."""
     if (source is None) != (target is None):
@@ -181,7 +183,7 @@ def interpolation_section(run: LatentRun, source: str | None = None, target: str
                    lines, _smoothness_metrics(result), explanation)
 
 
-def transitions_section(run: LatentRun, pairs: Sequence[tuple[str, str]] | None = None, steps: int = 6,
+def transitions_section(run: Explorer, pairs: Sequence[tuple[str, str]] | None = None, steps: int = 6,
                         method: str = "linear") -> Section:
     """Issue item 5: the report's transitions, one row each."""
     ids = ([_resolve_pair(run, a, b) for a, b in pairs] if pairs else latent.default_transition_pairs(run.class_names))
@@ -202,7 +204,7 @@ def transitions_section(run: LatentRun, pairs: Sequence[tuple[str, str]] | None 
                    {"transitions": [_smoothness_metrics(r) for r in results]}, explanation)
 
 
-def morph_section(run: LatentRun, image_a: str = "test:0", image_b: str = "test:1", steps: int = 7,
+def morph_section(run: Explorer, image_a: str = "test:0", image_b: str = "test:1", steps: int = 7,
                   method: str = "linear", invert: bool = False) -> Section:
     """Issue item 6: two images (files or ``split:index``) encoded, blended and decoded."""
     _check_path_options(run, steps, method)
@@ -218,7 +220,7 @@ def morph_section(run: LatentRun, image_a: str = "test:0", image_b: str = "test:
                    explanation)
 
 
-def traversal_section(run: LatentRun, reference: str = "mean", steps: int = 9, span: float = 3.0,
+def traversal_section(run: Explorer, reference: str = "mean", steps: int = 9, span: float = 3.0,
                       max_dims: int = 10, invert: bool = False) -> Section:
     """Issue item 7: each latent coordinate swept over [-span, span], highest-KL first."""
     if span <= 0:
@@ -240,7 +242,7 @@ def traversal_section(run: LatentRun, reference: str = "mean", steps: int = 9, s
     return Section("traversals", "Latent traversals", lp.traversal_figure(result, label), lines, metrics, explanation)
 
 
-def _reference_point(run: LatentRun, reference: str, invert: bool) -> tuple[np.ndarray, str]:
+def _reference_point(run: Explorer, reference: str, invert: bool) -> tuple[np.ndarray, str]:
     if reference == "zero":
         return np.zeros(run.model.latent_dim, np.float32), "prior mean (zero)"
     if reference == "mean":
@@ -250,7 +252,7 @@ def _reference_point(run: LatentRun, reference: str, invert: bool) -> tuple[np.n
     return z[0], f"z_mean of {label}"
 
 
-def arithmetic_section(run: LatentRun, source: str = "shirt", target: str = "dress",
+def arithmetic_section(run: Explorer, source: str = "shirt", target: str = "dress",
                        images: Sequence[str] | None = None, n: int = 4, strength: float = 1.0,
                        invert: bool = False, k: int = 5) -> Section:
     """Issue item 8: ``z(image) - mean(source) + mean(target)``, with how often the result reads as the target."""

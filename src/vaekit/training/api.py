@@ -1,0 +1,192 @@
+""":func:`train`: names or objects in, a trained run directory out.
+
+A thin layer over :class:`~vaekit.training.trainer.Trainer`: it resolves
+``arch="fashion28"`` and ``dataset="fashion-mnist"`` (or takes an
+:class:`~vaekit.models.ArchSpec`, any module following the VAE protocol and
+any dataset of images), prepares or resumes the run directory, and runs the
+trainer with the default callbacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from vaekit.data.convert import as_image_dataset
+from vaekit.data.dataset import ImageDataset
+from vaekit.data.registry import load_dataset
+from vaekit.data.source import data_source
+from vaekit.errors import ConfigError, RunDirError
+from vaekit.models.pretrained import read_config
+from vaekit.models.spec import ArchSpec
+from vaekit.models.vae import build_model
+from vaekit.runs.run import CHECKPOINT_FILE, parse_metrics_row, read_metrics
+from vaekit.runtime import resolve_device, resolve_precision
+from vaekit.training.callbacks import Callback, CSVLogger, ProgressBar, StepHook
+from vaekit.training.checkpoint import load_checkpoint
+from vaekit.training.config import TrainConfig
+from vaekit.training.trainer import (
+    Trainer,
+    TrainResult,
+    check_new_run_dir,
+    resume_overrides,
+)
+
+ModelLike = str | ArchSpec | torch.nn.Module
+
+
+def train(
+    config: TrainConfig | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+    model: ModelLike | None = None,
+    dataset: Any = None,
+    test_dataset: Any = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train a VAE and save it in a run directory.
+
+    Parameters
+    ----------
+    config
+        Training settings; keyword ``overrides`` replace single fields, e.g.
+        ``train(out="runs/a", epochs=5, beta=2)``.
+    out
+        The run directory. It must not hold a run yet, unless ``resume``.
+    resume
+        Continue the run in ``out`` (its saved config is used; ``epochs``,
+        ``device`` and ``data_dir`` may be overridden).
+    progress
+        Show a progress bar and per-epoch summaries.
+    on_step
+        Called as ``on_step(epoch, step)`` after every optimiser step.
+    callbacks
+        More :class:`~vaekit.training.callbacks.Callback` objects.
+    model
+        Instead of ``config.arch``: an :class:`~vaekit.models.ArchSpec` (built
+        and initialised as ``config.init`` says) or a module following the VAE
+        protocol (used as it is).
+    dataset, test_dataset
+        Instead of ``config.dataset``: an :class:`~vaekit.data.ImageDataset` or
+        any dataset of images (see :func:`vaekit.data.convert.as_image_dataset`).
+        Without ``test_dataset``, the last 10% of ``dataset`` is held out.
+
+    Returns
+    -------
+    TrainResult
+        The run directory, the trained model (eval mode) and the metrics rows.
+    """
+    if out is None:
+        raise ConfigError("out: a run directory is required", param="out")
+    run_dir = Path(out)
+    if resume:
+        config = resume_overrides(TrainConfig.from_dict(read_config(run_dir).get("train", {})), overrides)
+    else:
+        config = dataclasses.replace(config or TrainConfig(), **overrides)
+        config = _describe_objects(config, model, dataset)
+    config.validate()
+    resolve_precision(config.precision, resolve_device(config.device))  # refuse a bad device before writing
+    torch.manual_seed(config.seed)
+    network = _build(config, model)
+    train_set, test_set = _datasets(config, tuple(network.image_shape), dataset, test_dataset)
+    if resume:
+        checkpoint = load_checkpoint(run_dir)
+        if checkpoint is None:
+            raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from")
+    else:
+        check_new_run_dir(run_dir)
+    trainer = Trainer(config, run_dir, network, train_set, test_set,
+                      default_callbacks(progress, on_step) + list(callbacks),
+                      extra_config={"dataset": _dataset_record(config, train_set, test_set),
+                                    "data": _data_record(config, dataset)})
+    if resume:
+        trainer.restore(checkpoint, [parse_metrics_row(row) for row in read_metrics(run_dir)])
+    return trainer.fit()
+
+
+def default_callbacks(progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> list[Callback]:
+    """What :func:`train` reports through: ``metrics.csv``, and a progress bar unless ``progress`` is false."""
+    callbacks: list[Callback] = [CSVLogger()]
+    if progress:
+        callbacks.append(ProgressBar())
+    if on_step is not None:
+        callbacks.append(StepHook(on_step))
+    return callbacks
+
+
+def _describe_objects(config: TrainConfig, model: ModelLike | None, dataset: Any) -> TrainConfig:
+    """Record what objects were passed, so config.json names them."""
+    changes: dict[str, Any] = {}
+    if isinstance(model, str):
+        changes["arch"] = model
+    elif isinstance(model, ArchSpec):
+        changes.update(arch=model.name, latent_dim=model.latent_dim)
+    elif isinstance(model, torch.nn.Module):
+        changes.update(arch=type(model).__name__, latent_dim=int(model.latent_dim))
+    if dataset is not None and not isinstance(dataset, str):
+        changes["dataset"] = getattr(dataset, "name", None) or type(dataset).__name__
+    elif isinstance(dataset, str):
+        changes["dataset"] = dataset
+    return dataclasses.replace(config, **changes)
+
+
+def _build(config: TrainConfig, model: ModelLike | None) -> torch.nn.Module:
+    if isinstance(model, torch.nn.Module):
+        for name in ("encode", "decode_logits", "latent_dim", "image_shape"):
+            if not hasattr(model, name):
+                raise ConfigError(f"model: {type(model).__name__} does not follow the VAE protocol (no {name})",
+                                  param="model")
+        return model
+    if isinstance(model, ArchSpec):
+        return build_model(spec=model, init=config.init)
+    return build_model(config.arch, config.latent_dim, init=config.init)
+
+
+def _datasets(config: TrainConfig, image_shape: tuple[int, ...], dataset: Any,
+              test_dataset: Any) -> tuple[ImageDataset, ImageDataset]:
+    if dataset is None or isinstance(dataset, str):
+        # A folder of images is resized to whatever the architecture takes.
+        extra = {"image_shape": image_shape} if config.dataset.strip().lower().startswith("folder:") else {}
+        train_set = load_dataset(config.dataset, "train", data_dir=config.data_dir, **extra)
+        test_set = load_dataset(config.dataset, "test", data_dir=config.data_dir, **extra)
+    else:
+        train_set = as_image_dataset(dataset, name=config.dataset)
+        if test_dataset is None:
+            cut = max(1, len(train_set) // 10) if len(train_set) > 1 else 0
+            test_set = train_set.subset(slice(len(train_set) - cut, None)) if cut else train_set
+            train_set = train_set.subset(slice(0, len(train_set) - cut)) if cut else train_set
+        else:
+            test_set = as_image_dataset(test_dataset, name=config.dataset, split="test",
+                                        class_names=train_set.class_names)
+    if config.exclude_classes:
+        train_set = train_set.exclude_classes(config.exclude_classes)
+    if config.train_limit:
+        train_set = train_set.subset(torch.arange(min(config.train_limit, len(train_set))))
+    if config.test_limit:
+        test_set = test_set.subset(torch.arange(min(config.test_limit, len(test_set))))
+    if tuple(train_set.image_shape) != tuple(image_shape):
+        raise ConfigError(
+            f"dataset '{config.dataset}' has images of shape {tuple(train_set.image_shape)} (C, H, W), "
+            f"but architecture '{config.arch}' expects {tuple(image_shape)}", param="dataset"
+        )
+    return train_set, test_set
+
+
+def _dataset_record(config: TrainConfig, train_set: ImageDataset, test_set: ImageDataset) -> dict[str, Any]:
+    return {"name": config.dataset, "image_shape": list(train_set.image_shape),
+            "class_names": list(train_set.class_names), "train_size": len(train_set), "test_size": len(test_set)}
+
+
+def _data_record(config: TrainConfig, dataset: Any) -> dict[str, Any]:
+    """Where the data was found (absolute folder and fingerprint), so analysis finds it from any shell."""
+    if dataset is not None and not isinstance(dataset, str):
+        return {"name": config.dataset, "path": None, "checksum": None}
+    return data_source(config.dataset, config.data_dir)
+
