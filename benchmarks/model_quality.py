@@ -52,8 +52,8 @@ from vaekit.analysis import anomaly, bounds, embedding
 from vaekit.files import write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
+from vaekit.training import train
 from vaekit.training.config import TrainConfig
-from vaekit.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="where models train and are measured (default: auto)")
     parser.add_argument("--latent-dims", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--betas", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
     parser.add_argument("--cells", nargs="+", default=None, metavar="LATENT:BETA",
@@ -118,7 +119,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def train_cell(args: argparse.Namespace, latent: int, beta: float, seed: int) -> tuple[Path, dict[str, Any]]:
     """Train (or reuse) one run; return its directory and timing."""
-    config = TrainConfig(latent_dim=latent, beta=beta, epochs=args.epochs, seed=seed, data_dir=args.data_dir,
+    config = TrainConfig(device=args.device, latent_dim=latent, beta=beta, epochs=args.epochs, seed=seed, data_dir=args.data_dir,
                          exclude_classes=[args.holdout], train_limit=args.train_limit,
                          test_limit=2000)  # only the per-epoch metrics.csv; the table uses the whole test split
     limit = f"-n{args.train_limit}" if args.train_limit else ""
@@ -150,8 +151,9 @@ def _finished_run(run_dir: Path, config: TrainConfig) -> bool:
 
 def measure_cell(args: argparse.Namespace, run_dir: Path, data: dict[str, vaekit.ImageDataset]) -> dict[str, Any]:
     """Every number of one row of the table."""
-    model = bounds.load_for_evaluation(run_dir)
-    likelihood = bounds.run_likelihood(read_config(run_dir))
+    run = vaekit.Run.open(run_dir, device=args.device, precision="fp32")
+    model = vaekit.Inference(run.model, "fp32")
+    likelihood = bounds.run_likelihood(run.config)
     row: dict[str, Any] = {}
     started = time.perf_counter()
     result = bounds.evaluate_model(model, data["test_in"], likelihood, args.iw_samples, args.iw_images, seed=0)

@@ -296,7 +296,7 @@ def test_corruptions_touch_exactly_their_region():
     assert torch.all(masked[region] == 0) and torch.all(masked[~region] == 0.5)
     noisy, region = denoise_mod.corrupt(clean, "gaussian", 0.3, generator)
     assert region.all() and noisy.min() >= 0 and noisy.max() <= 1 and not torch.equal(noisy, clean)
-    with pytest.raises(ConfigError, match="--mask-area"):
+    with pytest.raises(ConfigError, match="mask_area"):
         denoise_mod.corrupt(clean, "mask", 1.5, generator)
     with pytest.raises(ConfigError, match="unknown corruption"):
         denoise_mod.corrupt(clean, "blur", 1.0, generator)

@@ -104,9 +104,9 @@ class Likelihood:
         if self.kind not in RECONSTRUCTIONS:
             raise ConfigError(f"unknown likelihood '{self.kind}'; choose one of: {', '.join(RECONSTRUCTIONS)}")
         if self.binarize is not None and self.binarize not in BINARIZE_MODES:
-            raise ConfigError(f"--binarize must be one of {', '.join(BINARIZE_MODES)}, got '{self.binarize}'")
+            raise ConfigError(f"binarize must be one of {', '.join(BINARIZE_MODES)}, got '{self.binarize}'", param="binarize")
         if self.binarize is not None and self.kind != "bernoulli":
-            raise ConfigError("--binarize needs a run trained with the bernoulli likelihood (--recon bernoulli)")
+            raise ConfigError("binarize needs a run trained with the bernoulli likelihood (recon='bernoulli')", param="binarize")
         if not self.sigma > 0:
             raise ConfigError(f"gaussian_sigma must be positive, got {self.sigma}")
 

@@ -38,12 +38,12 @@ def corrupt(images: torch.Tensor, kind: str, level: float,
     """
     if kind == "gaussian":
         if not level > 0:
-            raise ConfigError(f"--noise-sigma must be positive, got {level}")
+            raise ConfigError(f"noise_sigma must be positive, got {level}", param="noise_sigma")
         noise = torch.randn(images.shape, generator=generator)
         return (images + level * noise.to(images.device)).clamp(0.0, 1.0), torch.ones_like(images, dtype=torch.bool)
     if kind == "mask":
         if not 0 < level < 1:
-            raise ConfigError(f"--mask-area must be between 0 and 1, got {level}")
+            raise ConfigError(f"mask_area must be between 0 and 1, got {level}", param="mask_area")
         n, c, h, w = images.shape
         side_h, side_w = max(1, round(math.sqrt(level) * h)), max(1, round(math.sqrt(level) * w))
         top = torch.randint(0, h - side_h + 1, (n,), generator=generator)

@@ -191,7 +191,7 @@ def compute_class_means(codes: LatentCodes, dataset: str = "") -> ClassMeans:
 def interpolation_weights(steps: int) -> np.ndarray:
     """``steps`` evenly spaced x in [0, 1], both ends included."""
     if steps < 2:
-        raise ConfigError(f"--steps must be at least 2, got {steps}")
+        raise ConfigError(f"steps must be at least 2, got {steps}", param="steps")
     return np.linspace(0.0, 1.0, steps)
 
 
@@ -326,7 +326,7 @@ def interpolate(model, z_from: np.ndarray, z_to: np.ndarray, steps: int = 6, met
         jump between two of the shown frames is not missed.
     """
     if method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
     path = lerp if method == "linear" else slerp
     xs = interpolation_weights(steps)
     z = path(z_from, z_to, xs)
@@ -399,7 +399,7 @@ def traverse(model, reference: np.ndarray | None = None, dims: Sequence[int] | N
     if reference.shape != (dim,):
         raise ConfigError(f"reference point has shape {reference.shape}, expected ({dim},)")
     if steps < 2:
-        raise ConfigError(f"--steps must be at least 2, got {steps}")
+        raise ConfigError(f"steps must be at least 2, got {steps}", param="steps")
     if dims is None:
         order = np.argsort(-np.asarray(kl), kind="stable") if kl is not None else np.arange(dim)
         dims = order[: max(1, max_dims)]

@@ -58,7 +58,7 @@ def project_2d(z: np.ndarray, method: str = "auto", seed: int = 0) -> Projection
     if dim < 2:
         raise ConfigError(f"a 2-D map needs a latent space of at least 2 dimensions; this one has {dim}")
     if method not in ("auto", "pca", "tsne"):
-        raise ConfigError(f"--projection must be auto, pca or tsne, got {method!r}")
+        raise ConfigError(f"projection must be auto, pca or tsne, got {method!r}", param="projection")
     if method == "auto" and dim == 2:
         return Projection(z.copy(), "identity", "2-D latent space", ("z[0]", "z[1]"))
     if method in ("auto", "pca"):

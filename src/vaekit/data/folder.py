@@ -242,7 +242,7 @@ def _folder_loader(
     **kwargs: Any,
 ) -> ImageDataset:
     if not arg:
-        raise ConfigError("--dataset folder:PATH: give the folder after 'folder:'")
+        raise ConfigError("dataset folder:PATH: give the folder after 'folder:'", param="dataset")
     return load_folder(arg, split, **kwargs)
 
 

@@ -186,7 +186,7 @@ def train_family(
         On Ctrl-C, once the running member is saved; calling again resumes.
     """
     if out is None:
-        raise ConfigError("--out: a family directory is required")
+        raise ConfigError("out: a family directory is required", param="out")
     out = Path(out)
     base = dataclasses.replace(config or TrainConfig(), **overrides)
     plan = _plan(base, betas, out)
@@ -209,7 +209,7 @@ def _plan(base: TrainConfig, betas: Sequence[float], out: Path) -> list[tuple[fl
     """Validate every member's settings; return ``(beta, name)`` pairs in beta order."""
     betas = [float(beta) for beta in betas]
     if not betas:
-        raise ConfigError("--betas: give at least one beta")
+        raise ConfigError("betas: give at least one beta", param="betas")
     get_arch(base.arch, base.latent_dim)  # unknown architecture: one line, before anything
     for beta in betas:
         dataclasses.replace(base, beta=beta).validate()
@@ -217,7 +217,7 @@ def _plan(base: TrainConfig, betas: Sequence[float], out: Path) -> list[tuple[fl
     for beta in sorted(betas):
         name = member_name(base.arch, beta, base.latent_dim)
         if name in names:
-            raise ConfigError(f"--betas: {beta:g} is given twice (both would train {name})")
+            raise ConfigError(f"betas: {beta:g} is given twice (both would train {name})", param="betas")
         names[name] = beta
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a directory")

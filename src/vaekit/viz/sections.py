@@ -93,9 +93,9 @@ def latent_map_section(run: Explorer, projection: str = "auto", k: int = 5, seed
 def manifold_section(run: Explorer, grid: int = 20, n_reference: int = 2000, percentile: float = 95.0) -> Section:
     """Issue item 2 with the hole fraction of item 10."""
     if grid < 2:
-        raise ConfigError(f"--grid must be at least 2, got {grid}")
+        raise ConfigError(f"grid must be at least 2, got {grid}", param="grid")
     if n_reference < 2:
-        raise ConfigError(f"--reference-images must be at least 2, got {n_reference}")
+        raise ConfigError(f"reference_images must be at least 2, got {n_reference}", param="reference_images")
     z_data = run.codes.z_mean if run.model.latent_dim > 2 else None
     if run.model.latent_dim < 2:
         manifold_ops.latent_plane(run.model.latent_dim)  # raises the one-line error
@@ -138,7 +138,7 @@ def _check_path_options(run: Explorer, steps: int, method: str) -> None:
     """Validate interpolation options before any work (and before the class means are cached)."""
     latent.interpolation_weights(steps)
     if method not in latent.METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(latent.METHODS)}, got {method!r}")
+        raise ConfigError(f"method must be one of {', '.join(latent.METHODS)}, got {method!r}", param="method")
     if method == "slerp" and run.model.latent_dim < 2:
         raise ConfigError("slerp needs a latent space of at least 2 dimensions; this run has 1: use --method linear")
 
@@ -224,9 +224,9 @@ def traversal_section(run: Explorer, reference: str = "mean", steps: int = 9, sp
                       max_dims: int = 10, invert: bool = False) -> Section:
     """Issue item 7: each latent coordinate swept over [-span, span], highest-KL first."""
     if span <= 0:
-        raise ConfigError(f"--span must be positive, got {span}")
+        raise ConfigError(f"span must be positive, got {span}", param="span")
     if max_dims < 1:
-        raise ConfigError(f"--dims must be at least 1, got {max_dims}")
+        raise ConfigError(f"dims must be at least 1, got {max_dims}", param="dims")
     point, label = _reference_point(run, reference, invert)
     kl = latent.mean_kl_per_dimension(run.codes.z_mean, run.codes.z_log_var)
     result = latent.traverse(run.model, point, steps=steps, span=span, kl=kl, max_dims=max_dims)
@@ -258,7 +258,7 @@ def arithmetic_section(run: Explorer, source: str = "shirt", target: str = "dres
     """Issue item 8: ``z(image) - mean(source) + mean(target)``, with how often the result reads as the target."""
     a, b = _resolve_pair(run, source, target)
     if n < 1:
-        raise ConfigError(f"-n must be at least 1, got {n}")
+        raise ConfigError(f"n must be at least 1, got {n}", param="n")
     if images:
         loaded = [run.image(ref, invert) for ref in images]
         inputs, labels = np.stack([image for image, _ in loaded]), [label for _, label in loaded]
