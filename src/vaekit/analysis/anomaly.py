@@ -198,6 +198,7 @@ def anomaly_versus(model: ModelLike, normal: ImageDataset, anomalous: ImageDatas
     dataset holds the normal images first; its two classes are the datasets'
     names.
     """
+    model = inference_for(model)
     for data in (normal, anomalous):
         check_images_fit(model, data)
     data = ImageDataset(torch.cat([normal.images, anomalous.images]),

@@ -1,23 +1,12 @@
-"""
-Four questions about a trained VAE, each answered with numbers:
+"""Likelihood bounds of a model: the ELBO, the IWAE bound and active units (``vaekit evaluate``).
 
-*How good is the model?*
-    :func:`evaluate_model` / :func:`evaluate_run` give the mean negative ELBO
-    with its two parts (reconstruction and KL = rate), the importance-weighted
-    bound (IWAE, Burda et al. 2016) with K samples, the number of active latent
-    units and the KL of every latent unit.
-*How useful is the latent space?*
-    :func:`embed_dataset` exports ``z_mean`` / ``z_log_var`` per image;
-    :func:`embedding_quality` measures k-NN and linear-probe accuracy on the
-    labels and compares them with PCA at the same dimension.
-*Which images are unusual?*
-    :func:`anomaly_scores` scores every image four ways; :func:`auroc` and
-    :func:`anomaly_protocol` measure how well each score separates a class
-    held out of training from the others.
-*Can the model clean images?*
-    :func:`denoise_benchmark` corrupts images (Gaussian noise, a masked
-    square) and measures how much closer to the clean image the
-    reconstruction is than the corrupted input.
+:func:`evaluate_model` / :func:`evaluate_run` give the mean negative ELBO with
+its two parts (reconstruction and KL = rate), the importance-weighted bound
+(IWAE, Burda et al. 2016) with K samples, the number of active latent units
+and the KL of every latent unit; :func:`image_bounds` gives them per image.
+Embeddings, anomaly scores and denoising, which build on these, are in
+:mod:`~vaekit.analysis.embedding`, :mod:`~vaekit.analysis.anomaly` and
+:mod:`~vaekit.analysis.denoise`.
 
 Which likelihood the numbers refer to
 -------------------------------------

@@ -1,27 +1,29 @@
-"""
+"""Latent-space operations: arrays in, arrays out.
+
 Everything the Fashion-MNIST report shows about a trained model's latent
 space, as functions that return NumPy arrays and small dataclasses (the
-figures live in :mod:`vaekit.latent_plots`):
+figures live in :mod:`vaekit.viz.latent_figures`):
 
-* :func:`encode_dataset`, :func:`latent_map`, :func:`class_separation`:
-  where the classes sit in z, and how well they separate (k-NN accuracy).
-* :func:`manifold`, :func:`find_holes`: decoded images over a latent plane,
-  and which of them are "holes" (images unlike any reconstruction).
+* :func:`encode`, :func:`decode`, :func:`encode_dataset`: NumPy views of the
+  inference layer (:class:`vaekit.analysis.Inference`).
 * :func:`compute_class_means`, :func:`interpolate`, :func:`lerp`,
   :func:`slerp`, :func:`smoothness`: class averages and the transitions
   ("hybrids") between them, with a number for how smooth each one is.
-* :func:`load_image`, :func:`morph`: any two images, encoded, blended, decoded.
+* :func:`morph`: any two images, encoded, blended, decoded.
 * :func:`traverse`: one latent coordinate swept at a time.
-* :func:`latent_arithmetic`: ``z(image) - mean(class A) + mean(class B)``.
+* :func:`latent_arithmetic`, :func:`class_arithmetic`: ``z(image) - mean(class A) + mean(class B)``.
 
-:class:`LatentRun` ties them to a run directory: it loads the model with
-:func:`vaekit.load`, the run's dataset from ``config.json`` and caches the
-class means in ``RUN/class_means.json``.
+The latent map and class separation are in :mod:`vaekit.analysis.separation`,
+the manifold and its holes in :mod:`vaekit.analysis.manifold`, and
+:class:`vaekit.analysis.explorer.Explorer` ties all of them to a run.
+Wherever a function takes ``model`` it accepts a VAE, a :class:`~vaekit.runs.Run`
+or an :class:`~vaekit.analysis.Inference`.
 
 Example
 -------
->>> from vaekit import latent
->>> run = latent.LatentRun("runs/fmnist")
+>>> from vaekit.analysis import latent
+>>> from vaekit.analysis.explorer import Explorer
+>>> run = Explorer.open("runs/fmnist")
 >>> means = run.class_means()
 >>> hybrid = latent.interpolate(run.model, means.vector("bag"), means.vector("sneaker"), steps=6)
 >>> hybrid.images.shape, hybrid.smoothness.max_step_fraction
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -57,12 +58,6 @@ REPORT_TRANSITIONS: tuple[tuple[str, str], ...] = (
     ("pullover", "dress"),
 )
 
-#: Other names users give to clothing classes -> the class they mean
-#: (both normalised, see :func:`_normalise`). Dataset-independent: an alias
-#: is used only when its target is one of the dataset's classes. Names
-#: joined by "/" in a class name ("T-shirt/top") are accepted on their own
-
-_IMAGE_REF = re.compile(r"^(train|test):(\d+)$")
 
 
 # ----------------------------------------------------------------------------
@@ -325,6 +320,7 @@ def interpolate(model, z_from: np.ndarray, z_to: np.ndarray, steps: int = 6, met
         Smoothness is measured on this many evenly spaced frames, so a sudden
         jump between two of the shown frames is not missed.
     """
+    model = inference_for(model)
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
     path = lerp if method == "linear" else slerp
@@ -349,6 +345,7 @@ class Morph:
 def morph(model, image_a: np.ndarray, image_b: np.ndarray, steps: int = 7, method: str = "linear",
           labels: tuple[str, str] = ("A", "B")) -> Morph:
     """Encode two images ``(C, H, W)``, interpolate their z_mean and decode."""
+    model = inference_for(model)
     pair = [as_float_images(np.asarray(image)).numpy() for image in (image_a, image_b)]
     for label, image in zip(labels, pair):
         if image.shape != tuple(model.image_shape):
@@ -394,6 +391,7 @@ def traverse(model, reference: np.ndarray | None = None, dims: Sequence[int] | N
         coordinates the model does not use have KL near 0 and decode to
         unchanging rows, so they go last.
     """
+    model = inference_for(model)
     dim = model.latent_dim
     reference = np.zeros(dim, np.float32) if reference is None else np.asarray(reference, np.float32)
     if reference.shape != (dim,):
@@ -451,6 +449,7 @@ def class_arithmetic(model, images: np.ndarray, means: ClassMeans, from_class: s
     re-encoded and classified by k-NN among them, to measure whether it
     became the target class.
     """
+    model = inference_for(model)
     a, b = resolve_class(from_class, means.class_names), resolve_class(to_class, means.class_names)
     inputs = as_float_images(np.asarray(images)).numpy()
     z, _ = encode(model, inputs)

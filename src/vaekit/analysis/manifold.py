@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vaekit.analysis.inference import inference_for
 from vaekit.analysis.latent import decode
 from vaekit.analysis.separation import principal_plane
 from vaekit.errors import ConfigError
@@ -81,6 +82,7 @@ def manifold(model, n: int = 20, z_data: np.ndarray | None = None) -> Manifold:
         ``(N, D)`` latent means of data; needed when ``latent_dim > 2`` to
         find the principal plane (:func:`latent_plane`).
     """
+    model = inference_for(model)
     origin, basis, description, axis_labels = latent_plane(model.latent_dim, z_data)
     q = prior_quantiles(n)
     u, v = q, q[::-1].copy()

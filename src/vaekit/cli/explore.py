@@ -1,7 +1,7 @@
 """Latent-space exploration commands: latent-map, manifold, class-means, interpolate,
 transitions, morph, traverse, arithmetic and report.
 
-Each command builds one :class:`vaekit.report.Section` (figure plus numbers)
+Each command builds one :class:`vaekit.viz.sections.Section` (figure plus numbers)
 from a run directory, writes the figure as a PNG and prints the numbers and
 the path. See ``docs/latent.md``.
 """

@@ -1,19 +1,15 @@
-"""
-Two layers:
+"""The memory-mapped uint8 cache of decoded image files.
 
-* :func:`cached_images` turns a list of image files into one uint8 array of
-  shape ``(N, C, H, W)`` on disk, memory-mapped. The first call decodes every
-  file in parallel (threads: Pillow releases the GIL while decoding and
-  resampling) with a progress bar; later calls map the finished file in
-  milliseconds. A manifest records every source file (name, size, mtime) and
-  the :class:`ImageTransform`; when either changes the cache is rebuilt. The
-  array is written to a temporary file and renamed, and the manifest is
-  written last, so an interrupted build never leaves a cache that looks
-  complete. CelebA (:mod:`vaekit.celeba`) uses it too.
-* :func:`load_folder` makes any folder of images a dataset
-  (``--dataset folder:PATH``): top-level subfolders become class labels, every
-  image is cropped to the target aspect ratio and resized to the
-  architecture's input size and channels.
+:func:`cached_images` turns a list of image files into one uint8 array of
+shape ``(N, C, H, W)`` on disk, memory-mapped. The first call decodes every
+file in parallel (threads: Pillow releases the GIL while decoding and
+resampling) with a progress bar; later calls map the finished file in
+milliseconds. A manifest records every source file (name, size, mtime) and
+the :class:`~vaekit.data.images.ImageTransform`; when either changes the cache
+is rebuilt. The array is written to a temporary file and renamed, and the
+manifest is written last, so an interrupted build never leaves a cache that
+looks complete. CelebA (:mod:`vaekit.data.celeba`) and image folders
+(:mod:`vaekit.data.folder`) use it.
 
 A file that cannot be decoded (corrupt, truncated, not an image, too small)
 never stops a long run: it is reported once, as ``name: reason``, and left

@@ -317,7 +317,7 @@ def resolve_images(spec: str, image_shape: Sequence[int], data_dir: str | None =
     except ConfigError:
         if "/" in spec or "\\" in spec or spec.lower().endswith(IMAGE_EXTENSIONS):
             raise DataError(f"{spec}: no such file or folder") from None
-        raise ConfigError(f"--images: '{spec}' is neither a file, a folder nor a dataset "
-                          f"({', '.join(dataset_names())}, optionally with :train or :test)") from None
+        raise ConfigError(f"images: '{spec}' is neither a file, a folder nor a dataset "
+                          f"({', '.join(dataset_names())}, optionally with :train or :test)", param="images") from None
 
 register_dataset("folder", _folder_loader)

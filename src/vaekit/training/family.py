@@ -17,7 +17,7 @@ Layout::
       family.json          architecture, dataset, settings and members
       family.html          the comparison
       rate_distortion.png  KL against reconstruction error, labelled by beta
-      vae_model_NN3_w1/    one run directory per member (see vaekit.rundir)
+      vae_model_NN3_w1/    one run directory per member (see vaekit.runs)
       ...
 """
 

@@ -7,7 +7,7 @@ accelerator when there is one) and each batch is one ``index_select`` on
 them, so there is no per-sample Python on the hot path.
 
 Ctrl-C or SIGTERM mid-epoch saves a checkpoint holding the epoch's order, the
-step reached and every RNG state, so :meth:`Trainer.resume` continues to the
+step reached and every RNG state, so :meth:`Trainer.restore` continues to the
 same weights an uninterrupted run reaches. :func:`vaekit.train` builds a
 trainer from names (``arch="fashion28"``) or objects.
 """

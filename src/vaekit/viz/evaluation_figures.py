@@ -23,7 +23,7 @@ def anomaly_figure(images: torch.Tensor, scores: dict[str, np.ndarray], captions
     """One row per score: the ``n`` images it rates most anomalous, highest first.
 
     Each image is captioned with ``captions[i]`` (class or file name) and its
-    score; returns a Matplotlib figure (see :func:`vaekit.plots.save_figure`).
+    score; returns a Matplotlib figure (see :func:`vaekit.viz.figures.save_figure`).
     """
 
     n = min(n, images.shape[0])

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Any
 
 from vaekit.files import read_json
 from vaekit.models.pretrained import CONFIG_FILE
+from vaekit.viz.page import png_img, render_page
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1280px; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.35em 0.7em; text-align: right; }
-th { background: #f2f2f2; } .name { text-align: left; } td.name { font-family: monospace; }
+table.family th, table.family td { text-align: right; } .name { text-align: left; } td.name { font-family: monospace; }
 .pair { display: flex; gap: 1.5em; align-items: flex-start; flex-wrap: wrap; }
 .pair figure { margin: 0; min-width: 320px; }
 .pair figure:first-child { flex: 3 1 0; } .pair figure:last-child { flex: 2 1 0; }
-figure img { width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-weight: 600; margin-bottom: 0.3em; }
-.note { color: #a00; } .missing { color: #888; font-style: italic; }
+.pair figure img { width: 100%; }
 """
 
 
@@ -38,27 +33,19 @@ def render_family_page(family: dict[str, Any], metrics: list[Any], out: Path, pl
     plot
         The rate-distortion PNG, or None.
     """
-    esc = html.escape
     by_name = {m.name: m for m in metrics}
     title = f"β-VAE family: {family['arch']} on {family['dataset']}"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f"<p>{_summary(family, out)}</p>",
-    ]
+    parts = [f"<p>{_summary(family, out)}</p>"]
     if str(family["dataset"]).lower().startswith("celeba"):
         parts.append('<p class="note">This page shows CelebA images: research use only, '
                      "do not publish or commit it (CelebA terms).</p>")
     parts += ["<h2>Comparison</h2>", _table(family, by_name)]
     if plot is not None:
-        parts.append(f'<figure style="max-width:640px">{_img(plot, "rate-distortion plot")}</figure>')
+        parts.append(f'<figure style="max-width:640px">{png_img(plot, "rate-distortion plot")}</figure>')
     parts.append("<h2>Members</h2>")
     for member in family["members"]:
         parts.append(_member_section(out / member["name"], member["name"], float(member["beta"])))
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return render_page(title, parts, _STYLE)
 
 
 def _summary(family: dict[str, Any], out: Path) -> str:
@@ -91,7 +78,7 @@ def _epochs(settings: dict[str, Any]) -> str:
 
 def _table(family: dict[str, Any], by_name: dict[str, Any]) -> str:
     head = ("β", "member", "epochs", "reconstruction error", "KL (rate)", "active units", "test −ELBO")
-    rows = ["<table>", "<tr>" + "".join(
+    rows = ['<table class="family">', "<tr>" + "".join(
         f'<th class="name">{html.escape(h)}</th>' if i == 1 else f"<th>{html.escape(h)}</th>"
         for i, h in enumerate(head)) + "</tr>"]
     for member in family["members"]:
@@ -113,12 +100,7 @@ def _member_section(run_dir: Path, name: str, beta: float) -> str:
     for file_name, caption in (("reconstructions.png", "Prediction from dataset"),
                                ("samples.png", "Random point in the latent space")):
         path = run_dir / file_name
-        body = _img(path, caption) if path.is_file() else '<p class="missing">not available yet</p>'
+        body = png_img(path, caption) if path.is_file() else '<p class="missing">not available yet</p>'
         figures.append(f"<figure><figcaption>{caption}</figcaption>{body}</figure>")
     return (f'<section id="{html.escape(name)}"><h3>{html.escape(name)} (β = {beta:g})</h3>'
             f'<div class="pair">{"".join(figures)}</div></section>')
-
-
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'

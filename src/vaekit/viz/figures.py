@@ -49,7 +49,7 @@ def show_image(ax, image: np.ndarray) -> None:
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG atomically and close it."""
+    """Write ``fig`` as a PNG atomically; returns the path."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())

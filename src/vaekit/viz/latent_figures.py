@@ -1,8 +1,8 @@
-"""Figures of the latent space. Each function draws one result of :mod:`vaekit.latent`.
+"""Figures of the latent space. Each function draws one result of :mod:`vaekit.analysis`.
 
 Every ``*_figure`` function takes the dataclass the matching
-:mod:`vaekit.latent` function returns and gives back a matplotlib Figure;
-save it with :func:`vaekit.plots.save_figure` (atomic PNG) or show it in a
+:mod:`vaekit.analysis` function returns and gives back a matplotlib Figure;
+save it with :func:`vaekit.viz.figures.save_figure` (atomic PNG) or show it in a
 notebook. Nothing here computes a number that is not already in the result.
 """
 
@@ -55,7 +55,7 @@ def image_rows_figure(
 ):
     """Rows of images ``(N, C, H, W)`` with optional titles per cell, row labels and framed cells.
 
-    Unlike :func:`vaekit.plots.image_grid_figure` every cell may have its own
+    Unlike :func:`vaekit.viz.figures.image_grid_figure` every cell may have its own
     title (class names, x values, predictions), and ``frame`` outlines cells
     (the two inputs of a morph, the merge) so they stand out.
     """

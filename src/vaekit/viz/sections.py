@@ -1,14 +1,9 @@
-"""Latent-space sections and the one-page HTML report of a run.
+"""Latent-space sections: one figure with its numbers each.
 
-A :class:`Section` is one figure with its numbers: what one ``vaekit``
-exploration command shows, and one part of ``report.html``. The section
-functions here are what the commands call, so a figure and its numbers are
-the same from the CLI, from a notebook and in the report.
-
-:func:`build_report` computes every section first, then writes
-``report.html`` (one self-contained page: figures embedded as base64 PNGs,
-the run's config and metrics) and ``report.json`` (the numbers), so a failure
-half-way leaves nothing behind.
+A :class:`Section` is what one ``vaekit`` exploration command shows, and one
+part of ``report.html`` (:mod:`vaekit.viz.report`). The section functions
+here are what the commands call, so a figure and its numbers are the same
+from the CLI, from a notebook and in the report.
 """
 
 from __future__ import annotations
@@ -56,7 +51,7 @@ class Section:
 
 
 def figure_png(fig) -> bytes:
-    """Render a figure to PNG bytes (same settings as :func:`vaekit.plots.save_figure`) and close it."""
+    """Render a figure to PNG bytes (same settings as :func:`vaekit.viz.figures.save_figure`)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     return buffer.getvalue()
