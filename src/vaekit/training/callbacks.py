@@ -18,7 +18,6 @@ the example of a new one (:class:`TensorBoardLogger`).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -64,16 +63,13 @@ class ProgressBar(Callback):
         self.refresh_every = refresh_every
         self.bar = None
 
-    def on_train_start(self, trainer: Trainer) -> None:
-        self._epoch_started = None
-
     def _open(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.steps_per_epoch, initial=trainer.step,
+        # Opened at the first step of the epoch, which is then already done.
+        self.bar = tqdm(total=trainer.steps_per_epoch, initial=trainer.step - 1,
                         desc=f"epoch {trainer.epoch + 1}/{trainer.config.epochs}", unit="batch", leave=False,
                         dynamic_ncols=True)
-        self.started, self.first_step = time.perf_counter(), trainer.step
 
     def on_step_end(self, trainer: Trainer, terms: dict[str, float]) -> None:
         if self.bar is None:
@@ -83,10 +79,8 @@ class ProgressBar(Callback):
         if step % self.refresh_every == 0 or trainer.step == trainer.steps_per_epoch:
             # Running means of this session's part of the epoch; one device sync every refresh_every steps.
             means = trainer.running_means()
-            images = (trainer.step - self.first_step) * trainer.config.batch_size
-            elapsed = max(time.perf_counter() - self.started, 1e-9)
             self.bar.set_postfix(loss=f"{means[0]:.2f}", recon=f"{means[1]:.2f}", kl=f"{means[2]:.2f}",
-                                 img_s=f"{images / elapsed:.0f}", refresh=False)
+                                 img_s=f"{trainer.images_per_second():.0f}", refresh=False)
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         from tqdm.auto import tqdm

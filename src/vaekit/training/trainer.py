@@ -129,6 +129,7 @@ class Trainer:
         self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, recon, KL x images
         self.seconds = 0.0
         self._clock: float | None = None
+        self._clock_step = 0
         self.metrics: list[dict[str, Any]] = []
         self.collapse: CollapseReport | None = None
 
@@ -168,7 +169,7 @@ class Trainer:
             self.step, self.seconds = 0, 0.0
             self.sums.zero_()
         self.step_model.train()
-        self._clock = time.perf_counter()
+        self._clock, self._clock_step = time.perf_counter(), self.step
 
     def _stop_clock(self) -> None:
         if self._clock is not None:
@@ -180,10 +181,11 @@ class Trainer:
         self.metrics.append(row)
         self.epoch += 1
         self.order = None
-        if is_main_process():
-            self._save_model({"epochs_done": self.epoch})
-            self._save_checkpoint(mid_epoch=False)
+        self._save_model({"epochs_done": self.epoch})
+        # Callbacks (metrics.csv among them) before the checkpoint: a checkpoint at
+        # epoch N always has the N rows it resumes with.
         self._call("on_epoch_end", row)
+        self._save_checkpoint(mid_epoch=False)
 
     def _finish(self) -> None:
         self.model.eval()
@@ -205,6 +207,13 @@ class Trainer:
         if self.config.kl_warmup_epochs <= 0:
             return self.config.beta
         return self.config.beta * min(1.0, epoch_progress / self.config.kl_warmup_epochs)
+
+    def images_per_second(self) -> float:
+        """Training speed since this epoch (or this session's part of it) started."""
+        if self._clock is None:
+            return 0.0
+        images = (self.step - self._clock_step) * self.config.batch_size
+        return images / max(time.perf_counter() - self._clock, 1e-9)
 
     def running_means(self) -> list[float]:
         """Mean loss, recon and KL per image over this epoch's steps so far (one device sync)."""
