@@ -29,12 +29,7 @@ from vaekit.runtime import resolve_device, resolve_precision
 from vaekit.training.callbacks import Callback, CSVLogger, ProgressBar, StepHook
 from vaekit.training.checkpoint import load_checkpoint
 from vaekit.training.config import TrainConfig
-from vaekit.training.trainer import (
-    Trainer,
-    TrainResult,
-    check_new_run_dir,
-    resume_overrides,
-)
+from vaekit.training.trainer import Trainer, TrainResult
 
 ModelLike = str | ArchSpec | torch.nn.Module
 
@@ -190,3 +185,22 @@ def _data_record(config: TrainConfig, dataset: Any) -> dict[str, Any]:
         return {"name": config.dataset, "path": None, "checksum": None}
     return data_source(config.dataset, config.data_dir)
 
+
+def resume_overrides(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved settings with the few a resumed run may change (``epochs``, ``device``, ``data_dir``)."""
+    allowed = ("epochs", "device", "data_dir")
+    for key in set(overrides) - set(allowed):
+        if overrides[key] != getattr(saved, key, overrides[key]):
+            raise ConfigError(f"{key}: cannot change a saved run's setting when resuming", param=key)
+    return dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in allowed})
+
+
+def check_new_run_dir(out: Path) -> None:
+    """Create ``out`` for a new run, refusing anything that would overwrite a file."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory")
+    if (out / "config.json").exists():
+        raise RunDirError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    if out.exists() and any(out.iterdir()):
+        raise RunDirError(f"{out}: directory is not empty; choose a new --out so nothing is overwritten")
+    out.mkdir(parents=True, exist_ok=True)

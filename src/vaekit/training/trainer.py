@@ -14,7 +14,6 @@ trainer from names (``arch="fashion28"``) or objects.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ import torch
 from vaekit import __version__
 from vaekit.analysis.inference import Inference
 from vaekit.data.dataset import ImageDataset
-from vaekit.errors import RunDirError
 from vaekit.models.losses import LossTerms, vae_loss
 from vaekit.models.pretrained import save_model
 from vaekit.runtime import (
@@ -312,25 +310,3 @@ class Trainer:
             close = getattr(callback, "close", None)
             if callable(close):
                 close()
-
-
-def resume_overrides(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """The saved settings with the few a resumed run may change (``epochs``, ``device``, ``data_dir``)."""
-    from vaekit.errors import ConfigError
-
-    allowed = ("epochs", "device", "data_dir")
-    for key in set(overrides) - set(allowed):
-        if overrides[key] != getattr(saved, key, overrides[key]):
-            raise ConfigError(f"{key}: cannot change a saved run's setting when resuming", param=key)
-    return dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in allowed})
-
-
-def check_new_run_dir(out: Path) -> None:
-    """Create ``out`` for a new run, refusing anything that would overwrite a file."""
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"{out}: exists and is not a directory")
-    if (out / "config.json").exists():
-        raise RunDirError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"{out}: directory is not empty; choose a new --out so nothing is overwritten")
-    out.mkdir(parents=True, exist_ok=True)
