@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from vaekit.cli.options import (
     add_dataclass_options,
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vaekit import __version__
     from vaekit.training.config import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="vaekit", description="Variational autoencoders on images.")
+    parser = OneLineParser(prog="vaekit", description="Variational autoencoders on images.")
     parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -180,6 +180,19 @@ def _stop_on_sigterm() -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors as the one ``vaekit: error: ...`` line every other error gets."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"vaekit: error: {' '.join(message.split())}\n")
+
+
+def _os_error_line(error: OSError) -> str:
+    """An operating-system error (disk full, permission, a folder where a file belongs) as one line."""
+    reason = error.strerror or type(error).__name__
+    return f"{error.filename}: {reason}" if error.filename else " ".join(str(error).split()) or reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vaekit`` command; returns the exit status."""
     from vaekit.training.trainer import TrainingInterrupted
@@ -197,6 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except VaekitError as error:
         print(f"vaekit: error: {translate_error(error, command_parser(parser, args))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        print(f"vaekit: error: {_os_error_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except MemoryError:
+        print("vaekit: error: not enough memory for this request; use smaller options", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

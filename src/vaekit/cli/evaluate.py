@@ -16,6 +16,7 @@ from vaekit.cli.options import (
     positive_int,
 )
 from vaekit.errors import ConfigError
+from vaekit.guard import check_output
 
 
 def _open(args: argparse.Namespace):
@@ -45,7 +46,7 @@ def _binarize_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _figure_path(args: argparse.Namespace, default_name: str) -> Path:
-    return args.figure if args.figure is not None else Path(args.run) / default_name
+    return output_path(args, default_name, option="figure")
 
 
 # ----------------------------------------------------------------------------
@@ -105,9 +106,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from vaekit.analysis.inference import inference_for
     from vaekit.files import write_json
 
+    if args.output is not None and args.output.suffix.lower() not in (".npz", ".csv"):
+        raise ConfigError(f"-o {args.output}: the output must end in .npz or .csv")
     path = output_path(args, "embeddings.npz")
-    if path.suffix.lower() not in (".npz", ".csv"):
-        raise ConfigError(f"-o {path}: the output must end in .npz or .csv")
     run = _open(args)
     model = inference_for(run)  # the run's device and precision
     data = run.dataset(args.split, limit=args.limit, name=args.dataset)
@@ -122,7 +123,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
           f"({model.latent_dim} latent units)")
     print(f"wrote {path}")
     if quality is not None:
-        quality_path = path.with_name(path.stem + "_quality.json")
+        quality_path = check_output(path.with_name(path.stem + "_quality.json"))
         write_json(quality_path, quality.to_dict())
         _print_quality(quality)
         print(f"wrote {quality_path}")
@@ -165,6 +166,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     if args.normal is not None and args.images is None:
         raise ConfigError("--normal: give the anomalous images with --images as well")
     csv_path = output_path(args, "anomaly_scores.csv")
+    json_path, figure_path = check_output(csv_path.with_suffix(".json")), _figure_path(args, "anomaly.png")
     report = score_run(_open(args), args.images, args.normal, args.binarize, args.iw_samples, args.seed, args.limit)
     figure = anomaly_figure(report.dataset.images, report.scores.scores, report.captions, args.n, report.title)
     write_csv(csv_path, report.rows())
@@ -172,14 +174,13 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     print(f"wrote {csv_path}")
     if report.protocol is not None:
         summary = report.protocol.to_dict()
-        json_path = csv_path.with_suffix(".json")
         write_json(json_path, summary)
         print(f"AUROC, anomalous {', '.join(summary['anomalous'])} ({summary['n_anomalous']} images) "
               f"vs normal ({summary['n_normal']} images):")
         for name, value in summary["auroc"].items():
             print(f"  {name:12s} {value:.3f}")
         print(f"wrote {json_path}")
-    print(f"wrote {save_figure(figure, _figure_path(args, 'anomaly.png'))}")
+    print(f"wrote {save_figure(figure, figure_path)}")
     return 0
 
 
@@ -226,7 +227,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     corruptions = [("gaussian", args.noise_sigma), ("mask", args.mask_area)]
     results, examples = denoise_benchmark(model, data, corruptions, args.seed)
     figure = denoise_figure(examples, [kind for kind, _ in corruptions], args.n)
-    path = output_path(args, "denoise.json")
+    path, figure_path = output_path(args, "denoise.json"), _figure_path(args, "denoise.png")
     write_json(path, {"dataset": data.name, "split": data.split, "results": [r.to_dict() for r in results]})
     print(f"{len(data)} images of {data.name} ({data.split}); mean squared error to the clean image "
           f"(pixels in [0, 1]); reconstructing clean images: {results[0].mse_clean_reconstruction:.4f}")
@@ -238,7 +239,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         print(f"  {label:18s} {r.mse_input:8.4f} {r.mse_output:8.4f} {r.mse_reduction:8.1%} "
               f"{r.improvement_db:+8.2f} dB   {r.mse_input_region:8.4f} {r.mse_output_region:8.4f}")
     print(f"wrote {path}")
-    print(f"wrote {save_figure(figure, _figure_path(args, 'denoise.png'))}")
+    print(f"wrote {save_figure(figure, figure_path)}")
     return 0
 
 

@@ -15,10 +15,10 @@ from typing import Callable
 from vaekit.cli.options import (
     add_output_option,
     add_runtime_options,
-    output_path,
     positive_int,
 )
 from vaekit.errors import ConfigError
+from vaekit.guard import check_output
 
 DEFAULT_NAMES = {
     "latent-map": "latent_map.png",
@@ -42,12 +42,14 @@ def _pair(text: str) -> tuple[str, str]:
 
 def _checked_output(args: argparse.Namespace, suffix: str) -> Path:
     """The output path, refused before any work if it has the wrong extension."""
-    path = output_path(args, DEFAULT_NAMES[args.command])
+    path = args.output if args.output is not None else Path(args.run) / DEFAULT_NAMES[args.command]
     if path.suffix.lower() != suffix:
         raise ConfigError(f"--output {path}: this command writes {suffix[1:].upper()}; give a path ending in {suffix}")
     if path.exists() and path.is_dir():
         raise ConfigError(f"--output {path}: is a directory; give a file name ending in {suffix}")
-    return path
+    if suffix == ".html":
+        check_output(path.with_suffix(".json"))  # the report's numbers go beside it
+    return check_output(path)
 
 
 def _open_run(args: argparse.Namespace):

@@ -111,14 +111,17 @@ def _register_attribute(commands) -> None:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from vaekit.analysis.attributes import attribute_edit
+    from vaekit.guard import check_output
     from vaekit.runs import Run
     from vaekit.viz.evaluation_figures import save_attribute_figure
 
+    if args.output is not None:
+        check_output(args.output)  # refused before any work
     run = Run.open(args.run, device=args.device, precision=args.precision, data_dir=args.data_dir)
     edit = attribute_edit(run, args.attr, n=args.n, strengths=args.strengths, max_images=args.max_images,
                           split=args.split, dataset=args.dataset, seed=args.seed)
     direction = edit.direction
-    path = args.output if args.output is not None else args.run / f"attribute_{direction.attribute}.png"
+    path = check_output(args.output if args.output is not None else args.run / f"attribute_{direction.attribute}.png")
     save_attribute_figure(edit, path)
     print(f"{direction.attribute}: direction measured on {direction.n_with} images with it and "
           f"{direction.n_without} without (length {direction.norm:.2f})")

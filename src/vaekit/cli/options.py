@@ -56,8 +56,13 @@ def add_output_option(parser: argparse.ArgumentParser, default_name: str, what: 
                         help=f"where to write the {what} (default: RUN/{default_name})")
 
 
-def output_path(args: argparse.Namespace, default_name: str) -> Path:
-    return args.output if args.output is not None else Path(args.run) / default_name
+def output_path(args: argparse.Namespace, default_name: str, option: str = "output") -> Path:
+    """``-o`` (or ``RUN/default_name``), refused at once if writing it could lose a file (see
+    :func:`vaekit.guard.check_output`)."""
+    from vaekit.guard import check_output
+
+    given = getattr(args, option, None)
+    return check_output(given if given is not None else Path(args.run) / default_name, option)
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:

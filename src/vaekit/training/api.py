@@ -21,6 +21,7 @@ from vaekit.data.dataset import ImageDataset
 from vaekit.data.registry import load_dataset
 from vaekit.data.source import data_source
 from vaekit.errors import ConfigError, RunDirError
+from vaekit.guard import LOCK_FILE, is_temporary, remove_stale_temporaries, writer_lock
 from vaekit.models.pretrained import read_config
 from vaekit.models.spec import ArchSpec
 from vaekit.models.vae import build_model
@@ -91,19 +92,25 @@ def train(
     torch.manual_seed(config.seed)
     network = _build(config, model)
     train_set, test_set = _datasets(config, tuple(network.image_shape), dataset, test_dataset)
-    if resume:
-        checkpoint = load_checkpoint(run_dir)
-        if checkpoint is None:
-            raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from")
-    else:
+    if not resume:
         check_new_run_dir(run_dir)
-    trainer = Trainer(config, run_dir, network, train_set, test_set,
-                      default_callbacks(progress, on_step) + list(callbacks),
-                      extra_config={"dataset": _dataset_record(config, train_set, test_set),
-                                    "data": _data_record(config, dataset)})
-    if resume:
-        trainer.restore(checkpoint, [parse_metrics_row(row) for row in read_metrics(run_dir)])
-    return trainer.fit()
+    # One writer per run directory: a second training with the same out, or a
+    # resume while the run still trains, is refused here.
+    with writer_lock(run_dir):
+        if resume:
+            checkpoint = load_checkpoint(run_dir)
+            if checkpoint is None:
+                raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from")
+        else:
+            check_new_run_dir(run_dir)  # again, now that no one else can write it
+        remove_stale_temporaries(run_dir)
+        trainer = Trainer(config, run_dir, network, train_set, test_set,
+                          default_callbacks(progress, on_step) + list(callbacks),
+                          extra_config={"dataset": _dataset_record(config, train_set, test_set),
+                                        "data": _data_record(config, dataset)})
+        if resume:
+            trainer.restore(checkpoint, [parse_metrics_row(row) for row in read_metrics(run_dir)])
+        return trainer.fit()
 
 
 def default_callbacks(progress: bool = True, on_step: Callable[[int, int], None] | None = None) -> list[Callback]:
@@ -201,6 +208,7 @@ def check_new_run_dir(out: Path) -> None:
         raise RunDirError(f"{out}: exists and is not a directory")
     if (out / "config.json").exists():
         raise RunDirError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-    if out.exists() and any(out.iterdir()):
+    # The lock file and temporaries of killed writes are not content: they never block a new run.
+    if out.exists() and any(not (entry.name == LOCK_FILE or is_temporary(entry.name)) for entry in out.iterdir()):
         raise RunDirError(f"{out}: directory is not empty; choose a new --out so nothing is overwritten")
     out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ from typing import Any, Callable, Sequence
 
 from vaekit.errors import ConfigError, RunDirError
 from vaekit.files import atomic_write_text, read_json, write_json
-from vaekit.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, read_config
+from vaekit.guard import LOCK_FILE, writer_lock
+from vaekit.models.pretrained import CONFIG_FILE, read_config
 from vaekit.models.spec import get_arch
 from vaekit.runs.run import CHECKPOINT_FILE, METRICS_FILE, read_metrics
 from vaekit.training.api import train
@@ -192,16 +193,17 @@ def train_family(
     plan = _plan(base, betas, out)
     family = _family_record(base, plan, out)
     members = []
-    for index, (beta, name) in enumerate(plan, start=1):
-        run_dir = out / name
-        if progress:
-            _say(f"[{index}/{len(plan)}] {name} (beta = {beta:g})")
-        status = _train_member(dataclasses.replace(base, beta=beta), run_dir, out, progress, on_step)
-        members.append(FamilyMember(name, beta, run_dir, status))
-        write_json(out / FAMILY_FILE, family)  # after the first success only, then idempotent
-        if progress and status == "complete":
-            _say(f"{name}: already complete, left as is")
-    report = write_family_report(out)
+    with writer_lock(out, what="family"):  # one process writes a family at a time
+        for index, (beta, name) in enumerate(plan, start=1):
+            run_dir = out / name
+            if progress:
+                _say(f"[{index}/{len(plan)}] {name} (beta = {beta:g})")
+            status = _train_member(dataclasses.replace(base, beta=beta), run_dir, out, progress, on_step)
+            members.append(FamilyMember(name, beta, run_dir, status))
+            write_json(out / FAMILY_FILE, family)  # after the first success only, then idempotent
+            if progress and status == "complete":
+                _say(f"{name}: already complete, left as is")
+        report = write_family_report(out)
     return FamilyResult(out, members, family_metrics(out), report, out / RATE_DISTORTION_FILE)
 
 
@@ -269,7 +271,7 @@ def _train_member(
             train(out=run_dir, resume=True, progress=progress, on_step=step, **config.to_dict())
             return "resumed"
         if state == "restart":
-            _clear_unstarted(run_dir)
+            _refuse_unfinished(run_dir)
         train(config, out=run_dir, progress=progress, on_step=step)
         return "trained"
     except TrainingInterrupted:
@@ -277,7 +279,7 @@ def _train_member(
 
 
 def _member_state(run_dir: Path, epochs: int) -> str:
-    """``"new"``, ``"complete"``, ``"resume"`` or ``"restart"`` (killed before its first checkpoint)."""
+    """``"new"``, ``"complete"``, ``"resume"`` or ``"restart"`` (files but no checkpoint: refused)."""
     if not (run_dir / CONFIG_FILE).is_file():
         return "new"
     saved = read_config(run_dir)
@@ -300,18 +302,11 @@ def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
             )
 
 
-def _clear_unstarted(run_dir: Path) -> None:
-    """Remove the initial config and weights of a member killed before its first epoch ended.
-
-    Only those two files are removed, and only when nothing else is there:
-    no epoch was finished, so no work is lost.
-    """
-    others = [p.name for p in run_dir.iterdir() if p.name not in (CONFIG_FILE, WEIGHTS_FILE)]
-    if others:
-        raise RunDirError(f"{run_dir}: unfinished run without {CHECKPOINT_FILE} (holds {', '.join(sorted(others))}); "
-                          "move it away to retrain this member")
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        (run_dir / name).unlink(missing_ok=True)
+def _refuse_unfinished(run_dir: Path) -> None:
+    """A member directory with files but no checkpoint cannot be resumed; it is never deleted either."""
+    found = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
+    raise RunDirError(f"{run_dir}: holds {', '.join(found)} but no {CHECKPOINT_FILE} to resume from; "
+                      "nothing was deleted: move it away to retrain this member")
 
 
 def _say(message: str) -> None:
