@@ -37,6 +37,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from vaekit.data.files import check_bytes
 from vaekit.data.images import (
     ImageProblem,
     ImageTransform,
@@ -127,6 +128,7 @@ def cached_images(
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    size_param: str = "image_shape",
 ) -> CachedImages:
     """Decode ``root/name`` for every name into a memory-mapped uint8 cache.
 
@@ -146,6 +148,9 @@ def cached_images(
         Decoding threads; default: the CPU cores available, at most 16.
     progress
         Show a progress bar while building.
+    size_param
+        The caller's parameter that set the image size, named when the
+        cache would be absurdly large (:func:`~vaekit.data.files.check_bytes`).
 
     Returns
     -------
@@ -161,6 +166,8 @@ def cached_images(
     root = Path(root).resolve()
     if not names:
         raise DataError(f"{root}: no image files to read")
+    # Refused from the arithmetic, before a cache of that size is created.
+    check_bytes((len(names), *transform.shape), f"{len(names)} images of shape {transform.shape}", param=size_param)
     folder = cache_root(cache_dir) / f"{kind}-{_cache_key(root, transform)}"
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ from vaekit.data.celeba_annotations import (
 )
 from vaekit.data.classes import resolve_class
 from vaekit.data.fashion_mnist import user_cache_dir
+from vaekit.data.files import existing_dir
 from vaekit.data.folder import FileImageDataset
 from vaekit.data.images import ImageTransform, report_once
 from vaekit.data.registry import register_dataset
@@ -249,9 +250,7 @@ def find_celeba(data_dir: str | os.PathLike[str] | None = None) -> Path:
         If no candidate looks like CelebA; names where it looked.
     """
     if data_dir is not None:
-        directory = Path(os.path.expanduser(data_dir))
-        if not directory.is_dir():
-            raise DataError(f"{directory}: data directory does not exist")
+        directory = existing_dir(os.path.expanduser(os.fsdecode(data_dir)), "data directory")
         searched: tuple[Path, ...] = _candidates(directory)
     else:
         env = os.environ.get("VAEKIT_DATA_DIR", "")
@@ -321,7 +320,7 @@ def load_celeba(
     root = find_celeba(data_dir)
     index = _present(root, _read_index(root))
     cached = cached_images(root, [f"{CELEBA_IMAGE_DIR}/{name}" for name in index.filenames], transform, kind=_NAME,
-                           cache_dir=cache_dir, workers=workers, progress=progress)
+                           cache_dir=cache_dir, workers=workers, progress=progress, size_param="image_size")
     kept = cached.kept
     partition = index.partition[kept]
     split = _served_split(root, split, partition)

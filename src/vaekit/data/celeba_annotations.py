@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaekit.data.files import file_problem
 from vaekit.errors import DataError
 
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
@@ -117,6 +118,11 @@ def _parse_values(rows: list[str], width: int) -> np.ndarray | None:
 
 
 def _read_text(path: Path) -> str:
+    problem = file_problem(path)
+    if problem == "file not found":
+        raise DataError(f"{path}: file not found (CelebA annotation file; get it from {CELEBA_URL})")
+    if problem is not None:  # checked before opening: reading a FIFO or a device never ends
+        raise DataError(f"{path}: {problem}")
     try:
         return path.read_text(encoding="ascii")
     except FileNotFoundError:

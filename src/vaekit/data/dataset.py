@@ -128,10 +128,19 @@ class ImageDataset(Dataset):
         -------
         ImageDataset
             A copy; labels keep their original class ids.
+
+        Raises
+        ------
+        ConfigError
+            If the selection is empty (a dataset must have images).
         """
         idx = _as_index(index)
+        images = self.images[idx]
+        if len(self) and not len(images):
+            raise ConfigError(f"subset: the selection is empty; dataset {self.name!r} ({self.split}) "
+                              "needs at least one image", param="subset")
         return ImageDataset(
-            images=self.images[idx].clone(),
+            images=images.clone(),
             labels=self.labels[idx].clone(),
             class_names=self.class_names,
             name=self.name,
@@ -151,11 +160,19 @@ class ImageDataset(Dataset):
         ImageDataset
             Remaining samples; labels are not renumbered, so class ids keep
             their meaning across filtered and unfiltered datasets.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown class, or when every sample would be excluded.
         """
         try:
             drop = class_mask(self.labels, classes, self.class_names)
         except ConfigError as error:
-            raise ConfigError(f"exclude_classes: {error}") from None
+            raise ConfigError(f"exclude_classes: {error}", param="exclude_classes") from None
+        if len(self) and drop.all():
+            raise ConfigError(f"exclude_classes: every class would be excluded; dataset {self.name!r} "
+                              f"({self.split}) would have no image left", param="exclude_classes")
         return self.subset(torch.from_numpy(~drop))
 
     def to_float(self, index: Index | None = None) -> torch.Tensor:
@@ -176,4 +193,8 @@ class ImageDataset(Dataset):
 
 
 def _as_index(index: Index) -> slice | torch.Tensor:
-    return index if isinstance(index, slice) else torch.as_tensor(np.asarray(index))
+    if isinstance(index, slice):
+        return index
+    array = np.asarray(index)
+    # An empty list is a float array to NumPy; as an index it selects nothing.
+    return torch.as_tensor(array.astype(np.int64) if array.size == 0 and array.dtype != bool else array)

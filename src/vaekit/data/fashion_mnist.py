@@ -33,6 +33,7 @@ import torch
 
 from vaekit.data.cache import vaekit_cache_root
 from vaekit.data.dataset import ImageDataset
+from vaekit.data.files import existing_dir
 from vaekit.data.idx import (
     _IDX_IMAGES_MAGIC,
     _IDX_LABELS_MAGIC,
@@ -203,8 +204,7 @@ def find_fashion_mnist(
 
 
 def _explicit_dir(directory: Path, splits: Sequence[str]) -> Path:
-    if not directory.is_dir():
-        raise DataError(f"{directory}: data directory does not exist")
+    existing_dir(directory, "data directory")  # one line for a file, FIFO or loop too
     found = _first_complete(_candidates(directory), splits)
     if found is not None:
         return found

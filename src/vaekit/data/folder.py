@@ -14,6 +14,13 @@ from PIL import Image
 
 from vaekit.data.cache import cached_images
 from vaekit.data.dataset import ImageDataset
+from vaekit.data.files import (
+    check_bytes,
+    existing_dir,
+    file_problem,
+    regular_file,
+    shown_path,
+)
 from vaekit.data.images import (
     IMAGE_EXTENSIONS,
     ImageTransform,
@@ -71,16 +78,46 @@ def list_folder(path: str | os.PathLike[str]) -> list[str]:
 
     Hidden files and folders (names starting with ``.``) are skipped; an
     image is any file whose name ends with one of :data:`IMAGE_EXTENSIONS`.
+    Only regular files (or symlinks to them) are listed: a FIFO, device,
+    folder or broken or looping symlink with an image name, and any name
+    that is not valid UTF-8, is reported once and skipped. Symlinked
+    folders are not followed (no loops).
+
+    Raises
+    ------
+    DataError
+        If ``path`` is not a folder.
     """
-    root = Path(path)
+    root = existing_dir(path)
     found = []
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+    for directory, subdirs, files in os.walk(root, onerror=_walk_error):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and _decodable(Path(directory) / d))
         base = Path(directory).relative_to(root)
         for name in files:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            full = Path(directory) / name
+            problem = "file name is not valid UTF-8" if not _decodable(full) else file_problem(full)
+            if problem is None:
                 found.append((base / name).as_posix())
+            else:
+                report_once(f"{shown_path(full)}: {problem} (skipped)")
     return sorted(found)
+
+
+def _decodable(path: Path) -> bool:
+    """Whether a name from the OS is valid UTF-8 (os.walk turns bad bytes into lone surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        if path.is_dir():  # files are reported by the caller
+            report_once(f"{shown_path(path)}: folder name is not valid UTF-8 (skipped)")
+        return False
+    return True
+
+
+def _walk_error(error: OSError) -> None:
+    report_once(f"{shown_path(error.filename or '?')}: cannot list the folder: {error.strerror or error} (skipped)")
 
 
 def default_folder_shape(root: str | os.PathLike[str], names: Sequence[str], probe: int = 64) -> tuple[int, int, int]:
@@ -161,8 +198,7 @@ def load_folder(
         raise ConfigError(f"unknown split {split!r} for folder {root}; choose one of: {', '.join(_FOLDER_SPLITS)}")
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    if not root.is_dir():
-        raise DataError(f"{root}: folder does not exist" if not root.exists() else f"{root}: not a folder")
+    existing_dir(root)
     names = list_folder(root)
     if not names:
         raise DataError(f"{root}: no image files (looked for {', '.join(IMAGE_EXTENSIONS)}, in subfolders too)")
@@ -174,7 +210,7 @@ def load_folder(
     ordered = [names[i] for i in order]
     shape = tuple(image_shape) if image_shape is not None else default_folder_shape(root, ordered)
     if len(shape) != 3:
-        raise ConfigError(f"image_shape must be (C, H, W), got {shape}")
+        raise ConfigError(f"image_shape must be (C, H, W), got {shape}", param="image_shape")
     transform = ImageTransform(size=(int(shape[1]), int(shape[2])), channels=int(shape[0]), filter=filter)
     cached = cached_images(root, ordered, transform, kind="folder", cache_dir=cache_dir, workers=workers,
                            progress=progress)
@@ -234,6 +270,13 @@ def _hash_split(names: list[str], test_fraction: float) -> list[int]:
     return split
 
 
+def _is_dir(path: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.isdir(path)
+    except (ValueError, TypeError):  # a NUL byte: regular_file says so
+        return False
+
+
 def _folder_loader(
     split: str = "train",
     data_dir: str | os.PathLike[str] | None = None,  # the path comes in ``arg``
@@ -274,24 +317,26 @@ def load_image_files(path: str | Path, image_shape: Sequence[int]) -> tuple[Imag
         For a missing path, a folder without a usable image, an unreadable
         single file, or a model whose channel count is neither 1 nor 3.
     """
-    path = Path(path)
-    image_transform(image_shape, "crop")  # a bad shape fails once here, not once per file
-    if path.is_dir():
+    transform = image_transform(image_shape, "crop")  # a bad shape fails once here, not once per file
+    single = not _is_dir(path)
+    if not single:
+        path = Path(os.fsdecode(path))
         names = list_folder(path)
         if not names:
             raise DataError(f"{path}: folder holds no image files")
         root = path
-    elif path.is_file():
-        names, root = [path.name], path.parent
     else:
-        raise DataError(f"{path}: no such file or folder")
+        path = regular_file(path)  # one line for a missing path, a FIFO, a device, a loop
+        names, root = [path.name], path.parent
+    check_bytes((len(names), *transform.shape), f"{len(names)} images of shape {transform.shape}",
+                param="image_shape")
     arrays, kept = [], []
     for name in names:
         try:
             arrays.append(read_image(root / name, image_shape, fit="crop"))
             kept.append(name)
         except DataError as problem:
-            if not path.is_dir():
+            if single:
                 raise
             report_once(f"{problem} (skipped)")
     if not arrays:
@@ -307,7 +352,9 @@ def resolve_images(spec: str, image_shape: Sequence[int], data_dir: str | None =
 
     Returns the dataset and, for files, their names (``None`` for datasets).
     """
-    if Path(spec).exists():
+    if "\0" in spec:
+        raise ConfigError(f"images: {spec!r} contains a NUL byte", param="images")
+    if os.path.lexists(spec):
         return load_image_files(spec, image_shape)
     name, sep, split = spec.rpartition(":")
     if not sep or split not in ("train", "test"):

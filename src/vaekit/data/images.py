@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from vaekit.data.files import MAX_IMAGE_BYTES, check_bytes, file_problem, shown_path
 from vaekit.errors import ConfigError, DataError
 
 logger = logging.getLogger("vaekit")
@@ -100,6 +101,8 @@ class ImageTransform:
             raise ConfigError(f"image size must be positive, got {height}x{width}")
         if self.channels not in (1, 3):
             raise ConfigError(f"images must have 1 or 3 channels, got {self.channels}")
+        check_bytes((self.channels, height, width), f"one {height}x{width} image", param="image_shape",
+                    limit=MAX_IMAGE_BYTES)
         if self.crop is not None and self.crop < 1:
             raise ConfigError(f"crop must be at least 1 pixel, got {self.crop}")
         if self.filter not in _FILTERS:
@@ -161,8 +164,12 @@ def decode_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.
         If the file is missing, not an image, corrupt or truncated, or
         smaller than the crop.
     """
+    # Checked before opening: Image.open on a FIFO or a device never returns.
+    problem = file_problem(path)
+    if problem is not None:
+        raise ImageProblem(problem)
     try:
-        with Image.open(path) as image:
+        with Image.open(os.fsdecode(path)) as image:
             image, box = _oriented(image, transform)
             image = _to_mode(image, transform.channels)
             # Both fits force the decode, so truncated files fail here.
@@ -322,7 +329,7 @@ def read_image(path: str | os.PathLike[str], image_shape: Sequence[int], fit: st
     try:
         return decode_image(path, transform)
     except ImageProblem as problem:
-        raise DataError(f"{path}: {problem}") from None
+        raise DataError(f"{shown_path(path)}: {problem}") from None
 
 
 def load_image(

@@ -99,6 +99,11 @@ def canonical_dataset_name(name: str) -> str:
     ConfigError
         If ``name`` is not a registered dataset.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"dataset: a dataset name is needed, got {name!r}; choose one of: {', '.join(DATASETS)}",
+                          param="dataset")
+    if "\0" in name:
+        raise ConfigError(f"dataset: the name {name!r} contains a NUL byte", param="dataset")
     key = _ALIASES.get(name.strip().lower(), name.strip().lower())
     if key in DATASETS:
         return key

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from vaekit.data.dataset import ImageDataset
+from vaekit.data.files import MAX_IMAGE_BYTES, check_bytes
 from vaekit.data.registry import register_dataset
 from vaekit.errors import ConfigError
 
@@ -23,7 +24,8 @@ SHAPES_CLASSES: tuple[str, ...] = (
 
 _SPLITS = ("train", "test")
 
-_SHAPES_CHUNK = 2048  # images per vectorised block; bounds temporary memory
+_SHAPES_CHUNK = 2048  # images of 28x28 per vectorised block; bounds temporary memory
+_SHAPES_CHUNK_PIXELS = _SHAPES_CHUNK * 28 * 28  # larger images: fewer per block
 
 
 def make_shapes(
@@ -69,8 +71,9 @@ def make_shapes(
     cy = radius + rng.uniform(0, 1, n) * span
     colour = rng.uniform(0.5, 1.0, (n, channels))
     images = np.empty((n, channels, image_size, image_size), dtype=np.uint8)
-    for start in range(0, n, _SHAPES_CHUNK):
-        part = slice(start, start + _SHAPES_CHUNK)
+    chunk = max(1, _SHAPES_CHUNK_PIXELS // (image_size * image_size))
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
         mask = _shape_masks(labels[part], cx[part], cy[part], radius[part], image_size)
         pixels = mask[:, None] * colour[part, :, None, None] * 255.0
         images[part] = np.rint(pixels).astype(np.uint8)
@@ -94,6 +97,11 @@ def _check_shapes_options(n: int, image_size: int, channels: int, seed: int, spl
         raise ConfigError(f"shapes: seed must be non-negative, got {seed}")
     if split not in _SPLITS:
         raise ConfigError(f"unknown split {split!r} for shapes; choose one of: train, test")
+    # From the arithmetic, before anything is allocated: one image, then all n.
+    check_bytes((channels, image_size, image_size), f"one {image_size}x{image_size} shapes image",
+                param="image_size", limit=MAX_IMAGE_BYTES)
+    check_bytes((n, channels, image_size, image_size),
+                f"{n} shapes images of {channels}x{image_size}x{image_size}", param="n")
 
 
 def _shape_masks(

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 from vaekit.data.celeba import CELEBA_FILES, find_celeba
 from vaekit.data.fashion_mnist import FASHION_MNIST_FILES, find_fashion_mnist
+from vaekit.data.files import existing_dir
 from vaekit.data.folder import list_folder
 from vaekit.data.registry import canonical_dataset_name
 from vaekit.errors import ConfigError, DataError
@@ -64,9 +65,7 @@ def data_source(name: str, data_dir: str | os.PathLike[str] | None = None) -> di
     key = canonical_dataset_name(name)
     prefix, _, arg = key.partition(":")
     if prefix == "folder" and arg:
-        root = Path(os.path.expanduser(arg)).resolve()
-        if not root.is_dir():
-            raise DataError(f"{root}: folder does not exist")
+        root = existing_dir(os.path.expanduser(arg)).resolve()
         return {"name": f"folder:{root}", "path": str(root), "checksum": _folder_fingerprint(root)}
     if key in _SOURCES:
         root, files = _SOURCES[key](data_dir)
