@@ -101,7 +101,7 @@ def anomaly_scores(model: ModelLike, dataset: ImageDataset, likelihood: Likeliho
     likelihood = likelihood or Likelihood()
     model = inference_for(model)
     check_images_fit(model, dataset)
-    check_iw_samples(iw_samples)
+    check_iw_samples(iw_samples, len(dataset))
     bounds = image_bounds(model, dataset.images, iw_samples, likelihood, seed, batch_size)
     # Likelihood-free: squared pixel error of the reconstruction from z_mean.
     recon_error = (model.reconstruct(dataset.images) - dataset.images.float() / 255.0).double().square().flatten(1).sum(1).numpy()

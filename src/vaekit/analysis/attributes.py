@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vaekit.analysis.inference import inference_for
+from vaekit.analysis.limits import LIMITS, check_allocation, check_count, image_bytes
 from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError, DataError
 from vaekit.runs.run import Run
@@ -159,8 +160,7 @@ def attribute_direction(
     name, mask = attribute_mask(dataset, attr)
     index = np.arange(len(dataset))
     if max_images is not None:
-        if max_images < 2:
-            raise ConfigError(f"max_images must be at least 2, got {max_images}", param="max_images")
+        max_images = check_count("max_images", max_images, LIMITS["probe"], minimum=2)
         if max_images < len(index):
             rng = np.random.default_rng(seed)
             # Sorted: the images are memory-mapped, and in-order reads are fastest.
@@ -249,12 +249,14 @@ def attribute_edit(
     -------
     AttributeEdit
     """
-    if n < 1:
-        raise ConfigError(f"n must be at least 1, got {n}", param="n")
-    strengths = [float(s) for s in strengths]
+    n = check_count("n", n)
+    strengths = list(strengths)
     if not strengths:
         raise ConfigError("strengths: give at least one value", param="strengths")
+    check_count("strengths", len(strengths))
+    strengths = [float(s) for s in strengths]
     run = run if isinstance(run, Run) else Run.open(run)
+    check_allocation("n", n * len(strengths), image_bytes(run.model.image_shape))
     direction = attribute_direction(inference_for(run), run.dataset("train", name=dataset), attr, max_images=max_images,
                                     seed=seed)
     edit_set = run.dataset(split, name=dataset)

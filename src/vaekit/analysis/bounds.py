@@ -42,8 +42,14 @@ import numpy as np
 import torch
 
 from vaekit.analysis.inference import Inference, inference_for
+from vaekit.analysis.limits import (  # noqa: F401 (re-exported)
+    LIMITS,
+    NonFiniteResultError,
+    check_count,
+    check_finite,
+)
 from vaekit.data.dataset import ImageDataset
-from vaekit.errors import ConfigError, DataError, RunDirError
+from vaekit.errors import ConfigError, DataError
 from vaekit.models.losses import RECONSTRUCTIONS, kl_per_dimension, reconstruction_nll
 from vaekit.runs.run import Run
 
@@ -59,10 +65,6 @@ MAX_LATENTS = 32768
 
 
 ModelLike = torch.nn.Module | Inference | Run
-
-
-class NonFiniteResultError(RunDirError):
-    """An evaluation produced NaN or infinite numbers (usually diverged weights)."""
 
 
 # ----------------------------------------------------------------------------
@@ -156,28 +158,12 @@ def check_images_fit(model: Any, dataset: ImageDataset, where: str = "") -> None
         raise DataError(f"{where or 'dataset'}: dataset '{dataset.name}' ({dataset.split}) holds no images")
 
 
-def check_iw_samples(k: int) -> None:
-    if int(k) != k or k < 1:
-        raise ConfigError(f"iw_samples must be an integer of at least 1, got {k}", param="iw_samples")
-
-
-def check_finite(values: dict[str, Any], where: str) -> None:
-    """Raise :class:`NonFiniteResultError` naming the first NaN or infinite number in ``values``.
-
-    Strings, dicts and ``None`` are skipped; numbers, lists and arrays are checked.
-    """
-    for name, value in values.items():
-        if value is None or isinstance(value, (str, dict)):
-            continue
-        array = np.asarray(value)
-        if array.dtype.kind not in "fiu":
-            continue
-        bad = ~np.isfinite(array.astype(np.float64))
-        if bad.any():
-            raise NonFiniteResultError(
-                f"{where}: {name} is not finite ({int(bad.sum())} of {array.size} values are NaN or infinite); "
-                "the model's weights may have diverged"
-            )
+def check_iw_samples(k: int, n_images: int = 1) -> None:
+    """Refuse a K that is not a positive integer, or K x images beyond :data:`LIMITS` ``["iw_decodes"]``."""
+    k = check_count("iw_samples", k)
+    if k * int(n_images) > LIMITS["iw_decodes"]:
+        raise ConfigError(f"iw_samples x images = {k:,} x {int(n_images):,} decoder passes, more than "
+                          f"{LIMITS['iw_decodes']:,}; lower iw_samples or iw_images", param="iw_samples")
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E[z|x]) above this
@@ -283,7 +269,7 @@ def image_bounds(model: ModelLike, images: torch.Tensor, k: int = 1, likelihood:
     -------
     ImageBounds
     """
-    check_iw_samples(k)
+    check_iw_samples(k, images.shape[0])
     likelihood = likelihood or Likelihood()
     inference = inference_for(model)
     if images.dtype == torch.uint8 and likelihood.binarize == "stochastic":
@@ -394,6 +380,8 @@ def evaluate_model(model: ModelLike, dataset: ImageDataset, likelihood: Likeliho
     model = inference_for(model)
     check_iw_samples(iw_samples)
     check_images_fit(model, dataset)
+    if iw_images is not None:
+        check_count("iw_images", iw_images, LIMITS["probe"])
     if iw_images is not None and iw_images < 1:
         raise ConfigError(f"iw_images must be at least 1, got {iw_images}", param="iw_images")
     n = len(dataset)

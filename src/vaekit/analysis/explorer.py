@@ -30,6 +30,7 @@ from vaekit.analysis.latent import (
     compute_class_means,
     encode_dataset,
 )
+from vaekit.analysis.limits import LIMITS, check_count
 from vaekit.data.classes import resolve_class
 from vaekit.data.dataset import ImageDataset
 from vaekit.data.images import load_image
@@ -59,8 +60,8 @@ class Explorer:
     """
 
     def __init__(self, run: Run, split: str = "test", limit: int | None = None) -> None:
-        if limit is not None and limit < 2:
-            raise ConfigError(f"limit must be at least 2, got {limit}", param="limit")
+        if limit is not None:
+            limit = check_count("limit", limit, LIMITS["probe"], minimum=2)
         self.run, self.split, self.limit = run, split, limit
         self.model: Inference = inference_for(run)
 

@@ -12,7 +12,10 @@ so callers never move, cast or batch anything themselves:
 * :meth:`Inference.elbo_parts`: per-image reconstruction NLL and KL from one
   posterior sample, the numbers behind the test -ELBO.
 
-Every call runs in eval mode under :func:`torch.inference_mode` and restores
+Every result is checked to be finite (:func:`~vaekit.analysis.limits.check_finite_tensor`):
+a model whose weights diverged raises one
+:class:`~vaekit.analysis.limits.NonFiniteResultError` here, before any number
+reaches a file or a figure. Every call runs in eval mode under :func:`torch.inference_mode` and restores
 the model's training flag afterwards, so it is safe in the middle of training.
 Any module that follows the VAE protocol works: ``encode(x) -> (z_mean,
 z_log_var)``, ``decode_logits(z)``, ``latent_dim`` and ``image_shape``.
@@ -27,6 +30,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from vaekit.analysis.limits import check_allocation, check_count, check_finite_tensor
 from vaekit.errors import ConfigError
 from vaekit.models.losses import kl_divergence, reconstruction_nll
 from vaekit.runs.run import Run
@@ -129,7 +133,8 @@ class Inference:
                 log_vars.append(z_log_var.float().cpu())
         if not means:
             return torch.zeros(0, self.latent_dim), torch.zeros(0, self.latent_dim)
-        return torch.cat(means), torch.cat(log_vars)
+        return (check_finite_tensor(torch.cat(means), "the model's posterior means (z_mean)"),
+                check_finite_tensor(torch.cat(log_vars), "the model's posterior log-variances (z_log_var)"))
 
     # ------------------------------------------------------------------ latents -> images
 
@@ -149,7 +154,8 @@ class Inference:
         with self.running():
             for part in self.batches(len(z)):
                 parts.append(self.model.decode_logits(z[part].to(self.device)).float().cpu())
-        return torch.cat(parts) if parts else torch.zeros(0, *self.image_shape)
+        return check_finite_tensor(torch.cat(parts), "the model's decoded images") if parts \
+            else torch.zeros(0, *self.image_shape)
 
     def decode(self, z: ArrayLike) -> torch.Tensor:
         """Images of latent vectors ``(N, D)``: float32 ``(N, C, H, W)`` in [0, 1] on the CPU."""
@@ -161,13 +167,15 @@ class Inference:
         with self.running():
             for part in self.batches(len(images)):
                 z_mean, _ = self.model.encode(self.to_input(images[part]))
+                check_finite_tensor(z_mean, "the model's posterior means (z_mean)")
                 parts.append(torch.sigmoid(self.model.decode_logits(z_mean).float()).cpu())
-        return torch.cat(parts) if parts else torch.zeros(0, *self.image_shape)
+        return check_finite_tensor(torch.cat(parts), "the model's reconstructions") if parts \
+            else torch.zeros(0, *self.image_shape)
 
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """Decode ``n`` draws of the prior N(0, I) (seeded), float32 in [0, 1]."""
-        if n < 1:
-            raise ConfigError(f"n must be at least 1, got {n}", param="n")
+        n = check_count("n", n)
+        check_allocation("n", n, 4 * (math.prod(self.image_shape) + self.latent_dim))
         z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
         return self.decode(z)
 
@@ -194,7 +202,8 @@ class Inference:
                 kls.append(kl_divergence(z_mean, z_log_var).double().cpu())
         if not recons:
             return np.zeros(0), np.zeros(0)
-        return torch.cat(recons).numpy(), torch.cat(kls).numpy()
+        return (check_finite_tensor(torch.cat(recons), "the test reconstruction NLL").numpy(),
+                check_finite_tensor(torch.cat(kls), "the test KL").numpy())
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from vaekit.analysis.inference import as_float_images, inference_for
+from vaekit.analysis.limits import LIMITS, check_allocation, check_count, image_bytes
 from vaekit.analysis.separation import knn_predict
 from vaekit.data.classes import resolve_class
 from vaekit.data.dataset import ImageDataset
@@ -98,7 +99,7 @@ class LatentCodes:
 
 def encode_dataset(model, dataset: ImageDataset, limit: int | None = None) -> LatentCodes:
     """Encode a dataset (or its first ``limit`` images) to :class:`LatentCodes`."""
-    n = len(dataset) if limit is None else min(limit, len(dataset))
+    n = len(dataset) if limit is None else min(check_count("limit", limit, LIMITS["probe"]), len(dataset))
     z_mean, z_log_var = encode(model, dataset.images[:n])
     return LatentCodes(z_mean, z_log_var, dataset.labels[:n].numpy().astype(np.int64), tuple(dataset.class_names),
                        dataset.split)
@@ -185,9 +186,7 @@ def compute_class_means(codes: LatentCodes, dataset: str = "") -> ClassMeans:
 
 def interpolation_weights(steps: int) -> np.ndarray:
     """``steps`` evenly spaced x in [0, 1], both ends included."""
-    if steps < 2:
-        raise ConfigError(f"steps must be at least 2, got {steps}", param="steps")
-    return np.linspace(0.0, 1.0, steps)
+    return np.linspace(0.0, 1.0, check_count("steps", steps, minimum=2))
 
 
 def lerp(z_from: np.ndarray, z_to: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -325,6 +324,9 @@ def interpolate(model, z_from: np.ndarray, z_to: np.ndarray, steps: int = 6, met
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
     path = lerp if method == "linear" else slerp
     xs = interpolation_weights(steps)
+    check_allocation("steps", steps, image_bytes(model.image_shape))
+    check_allocation("measure_frames", check_count("measure_frames", measure_frames, minimum=1),
+                     image_bytes(model.image_shape))
     z = path(z_from, z_to, xs)
     dense_xs = interpolation_weights(max(measure_frames, 2))
     measured = smoothness(decode(model, path(z_from, z_to, dense_xs)), dense_xs)
@@ -396,12 +398,13 @@ def traverse(model, reference: np.ndarray | None = None, dims: Sequence[int] | N
     reference = np.zeros(dim, np.float32) if reference is None else np.asarray(reference, np.float32)
     if reference.shape != (dim,):
         raise ConfigError(f"reference point has shape {reference.shape}, expected ({dim},)")
-    if steps < 2:
-        raise ConfigError(f"steps must be at least 2, got {steps}", param="steps")
+    steps = check_count("steps", steps, minimum=2)
     if dims is None:
         order = np.argsort(-np.asarray(kl), kind="stable") if kl is not None else np.arange(dim)
-        dims = order[: max(1, max_dims)]
+        dims = order[: check_count("dims", max_dims)]
     dims = np.asarray(dims, dtype=np.int64)
+    check_count("dims", dims.size)
+    check_allocation("steps", dims.size * steps, image_bytes(model.image_shape) + 4 * dim)
     if dims.size == 0 or dims.min() < 0 or dims.max() >= dim:
         raise ConfigError(f"latent dimensions must be in 0..{dim - 1}, got {dims.tolist()}")
     values = np.linspace(-span, span, steps).astype(np.float32)

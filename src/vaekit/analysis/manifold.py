@@ -11,6 +11,7 @@ import torch
 
 from vaekit.analysis.inference import inference_for
 from vaekit.analysis.latent import decode
+from vaekit.analysis.limits import check_allocation, check_count, image_bytes
 from vaekit.analysis.separation import principal_plane
 from vaekit.errors import ConfigError
 
@@ -25,8 +26,7 @@ def prior_quantiles(n: int) -> np.ndarray:
     so a grid of them covers where the prior puts its mass, evenly in
     probability rather than in distance.
     """
-    if n < 1:
-        raise ConfigError(f"grid size must be at least 1, got {n}")
+    n = check_count("grid", n)
     normal = statistics.NormalDist()
     return np.array([normal.inv_cdf((i + 0.5) / n) for i in range(n)], dtype=np.float32)
 
@@ -83,6 +83,8 @@ def manifold(model, n: int = 20, z_data: np.ndarray | None = None) -> Manifold:
         find the principal plane (:func:`latent_plane`).
     """
     model = inference_for(model)
+    n = check_count("grid", n)
+    check_allocation("grid", n * n, image_bytes(model.image_shape))
     origin, basis, description, axis_labels = latent_plane(model.latent_dim, z_data)
     q = prior_quantiles(n)
     u, v = q, q[::-1].copy()

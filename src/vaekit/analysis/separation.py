@@ -9,6 +9,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from vaekit.analysis.latent import LatentCodes
+from vaekit.analysis.limits import LIMITS, check_count
 from vaekit.errors import ConfigError
 
 # ----------------------------------------------------------------------------
@@ -70,10 +71,13 @@ def project_2d(z: np.ndarray, method: str = "auto", seed: int = 0) -> Projection
 
 
 def _tsne(z: np.ndarray, seed: int) -> Projection:
-    from sklearn.manifold import TSNE
-
     if len(z) < 5:
         raise ConfigError(f"t-SNE needs at least 5 points, got {len(z)}")
+    if len(z) > LIMITS["tsne"]:
+        raise ConfigError(f"t-SNE of {len(z):,} points is too large (at most {LIMITS['tsne']:,}); "
+                          "use projection='pca' or fewer points", param="projection")
+    from sklearn.manifold import TSNE
+
     perplexity = float(min(30.0, (len(z) - 1) / 3))
     coords = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
     return Projection(coords.astype(np.float32), "tsne", f"t-SNE of the {z.shape[1]}-D latent space",
@@ -177,6 +181,7 @@ def latent_map(codes: LatentCodes, method: str = "auto", k: int = 5, seed: int =
     z, labels = codes.z_mean, codes.labels
     if codes.latent_dim < 2:
         raise ConfigError(f"latent-map needs a latent space of at least 2 dimensions; this run has {codes.latent_dim}")
+    tsne_max_points = check_count("tsne_max_points", tsne_max_points, LIMITS["tsne"])
     if method == "tsne" and len(z) > tsne_max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(z), tsne_max_points, replace=False))
         z, labels = z[keep], labels[keep]

@@ -18,6 +18,7 @@ the example of a new one (:class:`TensorBoardLogger`).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -130,7 +131,8 @@ class TensorBoardLogger(Callback):
 
     def on_step_end(self, trainer: Trainer, terms: dict[str, float]) -> None:
         for name in ("loss", "recon", "kl"):
-            self.writer.add_scalar(f"train/{name}", terms[name], trainer.global_step)
+            if math.isfinite(terms[name]):  # a diverged step is reported by the trainer, not plotted
+                self.writer.add_scalar(f"train/{name}", terms[name], trainer.global_step)
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         for name in ("test_elbo", "test_recon", "test_kl", "active_units"):

@@ -15,6 +15,7 @@ from torch import nn
 
 from vaekit.analysis.bounds import active_units
 from vaekit.analysis.inference import Inference
+from vaekit.analysis.limits import LIMITS, check_count
 from vaekit.models.losses import kl_per_dimension
 
 KL_COLLAPSE_NATS = 0.05
@@ -47,6 +48,7 @@ class CollapseReport:
 @torch.no_grad()
 def diagnose_collapse(model, dataset, probe_size: int = 2048) -> CollapseReport:
     """Measure dead encoder units, active latent units and KL on a data probe."""
+    probe_size = check_count("probe_size", probe_size, LIMITS["probe"])
     encoder = getattr(model, "encoder", None)  # custom protocol modules may have no encoder Sequential
     relus = [(name, m) for name, m in encoder.named_modules() if isinstance(m, nn.ReLU)] if encoder is not None else []
     alive: dict[str, torch.Tensor] = {}

@@ -8,7 +8,14 @@ them, so there is no per-sample Python on the hot path.
 
 Ctrl-C or SIGTERM mid-epoch saves a checkpoint holding the epoch's order, the
 step reached and every RNG state, so :meth:`Trainer.restore` continues to the
-same weights an uninterrupted run reaches. :func:`vaekit.train` builds a
+same weights an uninterrupted run reaches.
+
+A loss that turns NaN or infinite (a learning rate far too high, badly scaled
+data) stops training with :class:`TrainingDiverged`. Each step records the
+first non-finite step in a device-side tensor (no sync); the trainer reads it
+every :data:`DIVERGENCE_CHECK_EVERY` steps, at the end of every epoch and
+before anything is saved, so the run directory keeps the last good epoch's
+weights and checkpoint and ``config.json`` says ``"status": "diverged"``. :func:`vaekit.train` builds a
 trainer from names (``arch="fashion28"``) or objects.
 """
 
@@ -24,7 +31,10 @@ import torch
 
 from vaekit import __version__
 from vaekit.analysis.inference import Inference
+from vaekit.analysis.limits import NonFiniteResultError, check_finite
 from vaekit.data.dataset import ImageDataset
+from vaekit.errors import VaekitError
+from vaekit.files import read_json, write_json
 from vaekit.models.losses import LossTerms, vae_loss
 from vaekit.models.pretrained import save_model
 from vaekit.runtime import (
@@ -40,6 +50,8 @@ from vaekit.training.diagnostics import CollapseReport, diagnose_collapse
 
 #: Figures written into the run directory when training ends.
 FIGURES = ("reconstructions.png", "samples.png")
+#: Steps between two reads of the device-side divergence flag (the progress bar syncs as often).
+DIVERGENCE_CHECK_EVERY = 20
 
 
 @dataclass
@@ -57,6 +69,14 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir: Path) -> None:
         super().__init__(f"interrupted; saved to {run_dir}: resume with `vaekit train --resume {run_dir}`")
         self.run_dir = run_dir
+
+
+class TrainingDiverged(VaekitError):
+    """The loss (or the test ELBO) became NaN or infinite; the run keeps its last good epoch."""
+
+    def __init__(self, message: str, run_dir: Path, epoch: int, step: int | None) -> None:
+        super().__init__(message, param="lr")
+        self.run_dir, self.epoch, self.step = run_dir, epoch, step
 
 
 def prepare_images(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -130,6 +150,9 @@ class Trainer:
         self._clock_step = 0
         self.metrics: list[dict[str, Any]] = []
         self.collapse: CollapseReport | None = None
+        # Global index of the first step whose loss was not finite (-1: none) and that loss, on the device.
+        self._bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
+        self._bad_loss = torch.zeros((), dtype=torch.float32, device=self.device)
 
     # ------------------------------------------------------------------ the loop
 
@@ -147,13 +170,25 @@ class Trainer:
                     terms = train_step(self.step_model, self.optimizer, self.scaler, x, self.beta(), self.config,
                                        self.device, self.precision)
                     self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]) * len(x)
+                    self._record_finite(terms.loss.detach())
                     self.step += 1
                     self.global_step += 1
+                    if self.step % DIVERGENCE_CHECK_EVERY == 0 or self.step == self.steps_per_epoch:
+                        self.check_divergence()
                     self._call_step_end(terms, len(x))
                 self._stop_clock()
                 self._end_epoch()
+        except TrainingDiverged:
+            self._stop_clock()
+            self._close_progress()
+            raise
         except KeyboardInterrupt:
             self._stop_clock()
+            try:  # never save non-finite weights as a checkpoint
+                self.check_divergence()
+                self._check_weights()
+            finally:
+                self._close_progress()
             self._save_checkpoint(mid_epoch=self.order is not None)
             self._save_model({"status": "interrupted"})
             self._close_progress()
@@ -175,7 +210,12 @@ class Trainer:
             self._clock = None
 
     def _end_epoch(self) -> None:
-        row = self.evaluate()
+        try:
+            row = self.evaluate()
+            check_finite(row, "metrics")
+        except NonFiniteResultError:
+            self._diverged("the test ELBO is not finite", None)
+        self._check_weights()
         self.metrics.append(row)
         self.epoch += 1
         self.order = None
@@ -195,6 +235,54 @@ class Trainer:
             save_reconstructions(inference, self.test_set, self.run_dir / FIGURES[0])
             save_samples(inference, self.run_dir / FIGURES[1], seed=self.config.seed)
             self._save_model({"status": "complete"})
+
+    # ------------------------------------------------------------------ divergence
+
+    def _record_finite(self, loss: torch.Tensor) -> None:
+        """Remember the first non-finite loss on the device: a few tiny kernels, no sync."""
+        first = (self._bad_step < 0) & ~torch.isfinite(loss)
+        self._bad_step = torch.where(first, self.global_step, self._bad_step)
+        self._bad_loss = torch.where(first, loss.float(), self._bad_loss)
+
+    def check_divergence(self) -> None:
+        """Raise :class:`TrainingDiverged` if any step so far had a non-finite loss (one device sync)."""
+        bad = int(self._bad_step)
+        if bad >= 0:
+            loss = float(self._bad_loss)
+            value = "nan" if math.isnan(loss) else ("inf" if loss > 0 else "-inf")
+            self._diverged(f"the loss is {value}", bad)
+
+    def _check_weights(self) -> None:
+        """Raise :class:`TrainingDiverged` unless every weight is finite (before they are saved)."""
+        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all() \
+            if any(True for _ in self.model.parameters()) else torch.tensor(True)
+        if not bool(finite):
+            self._diverged("the weights are not finite", None)
+
+    def _diverged(self, what: str, global_step: int | None) -> None:
+        """Mark the run diverged in config.json (weights and checkpoint stay the last good epoch's) and raise."""
+        if global_step is not None:
+            epoch, step = global_step // self.steps_per_epoch + 1, global_step % self.steps_per_epoch + 1
+            where = f"at epoch {epoch}, step {step}"
+        else:
+            epoch, step = self.epoch + 1, None
+            where = f"after epoch {epoch}"
+        good = self.epoch
+        kept = f"kept the last good checkpoint (epoch {good})" if good else \
+            "no epoch finished yet (epoch 0), so there is no good checkpoint"
+        self._set_status({"status": "diverged", "epochs_done": good,
+                          "diverged": {"epoch": epoch, "step": step, "what": what}})
+        raise TrainingDiverged(f"training diverged: {what} {where}; {kept} in {self.run_dir}; "
+                               f"lower lr (now {self.config.lr:g}) or set grad_clip", self.run_dir, epoch, step)
+
+    def _set_status(self, extra: dict[str, Any]) -> None:
+        """Update config.json without touching the weights."""
+        if not is_main_process():
+            return
+        path = self.run_dir / "config.json"
+        config = read_json(path) if path.exists() else {}
+        config.update(extra)
+        write_json(path, config)
 
     # ------------------------------------------------------------------ measurements
 

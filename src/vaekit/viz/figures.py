@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vaekit.analysis.inference import inference_for
+from vaekit.analysis.limits import LIMITS, check_count
 from vaekit.files import atomic_write_bytes
 
 DPI = 120
@@ -90,6 +91,7 @@ def save_reconstructions(model: Any, dataset: Any, path: str | os.PathLike, n: i
 
     ``model`` is a VAE, a :class:`~vaekit.runs.Run` or an :class:`~vaekit.analysis.Inference`.
     """
+    n = check_count("n", n, LIMITS["figure_images"])
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(dataset), generator=generator)[:n]
     originals = dataset.images[index]
@@ -104,6 +106,7 @@ def save_reconstructions(model: Any, dataset: Any, path: str | os.PathLike, n: i
 
 def save_samples(model: Any, path: str | os.PathLike, n: int = 64, seed: int = 0) -> Path:
     """"Random point in the latent space": ``n`` decoded draws of the prior (seeded), in a square grid."""
+    n = check_count("n", n, LIMITS["figure_images"])
     images = to_display(inference_for(model).sample(n, seed))
     side = int(np.ceil(np.sqrt(n)))
     rows = [images[i : i + side] for i in range(0, n, side)]

@@ -18,6 +18,7 @@ from vaekit.analysis import latent, separation
 from vaekit.analysis import manifold as manifold_ops
 from vaekit.analysis.explorer import Explorer
 from vaekit.analysis.latent import ClassMeans
+from vaekit.analysis.limits import LIMITS, check_count
 from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError
 from vaekit.viz import latent_figures as lp
@@ -87,10 +88,8 @@ def latent_map_section(run: Explorer, projection: str = "auto", k: int = 5, seed
 
 def manifold_section(run: Explorer, grid: int = 20, n_reference: int = 2000, percentile: float = 95.0) -> Section:
     """Issue item 2 with the hole fraction of item 10."""
-    if grid < 2:
-        raise ConfigError(f"grid must be at least 2, got {grid}", param="grid")
-    if n_reference < 2:
-        raise ConfigError(f"reference_images must be at least 2, got {n_reference}", param="reference_images")
+    grid = check_count("grid", grid, minimum=2)
+    n_reference = check_count("reference_images", n_reference, LIMITS["probe"], minimum=2)
     z_data = run.codes.z_mean if run.model.latent_dim > 2 else None
     if run.model.latent_dim < 2:
         manifold_ops.latent_plane(run.model.latent_dim)  # raises the one-line error
@@ -220,8 +219,8 @@ def traversal_section(run: Explorer, reference: str = "mean", steps: int = 9, sp
     """Issue item 7: each latent coordinate swept over [-span, span], highest-KL first."""
     if span <= 0:
         raise ConfigError(f"span must be positive, got {span}", param="span")
-    if max_dims < 1:
-        raise ConfigError(f"dims must be at least 1, got {max_dims}", param="dims")
+    max_dims = check_count("dims", max_dims)
+    check_count("steps", steps, minimum=2)
     point, label = _reference_point(run, reference, invert)
     kl = latent.mean_kl_per_dimension(run.codes.z_mean, run.codes.z_log_var)
     result = latent.traverse(run.model, point, steps=steps, span=span, kl=kl, max_dims=max_dims)
@@ -252,8 +251,7 @@ def arithmetic_section(run: Explorer, source: str = "shirt", target: str = "dres
                        invert: bool = False, k: int = 5) -> Section:
     """Issue item 8: ``z(image) - mean(source) + mean(target)``, with how often the result reads as the target."""
     a, b = _resolve_pair(run, source, target)
-    if n < 1:
-        raise ConfigError(f"n must be at least 1, got {n}", param="n")
+    n = check_count("n", n, LIMITS["figure_images"])
     if images:
         loaded = [run.image(ref, invert) for ref in images]
         inputs, labels = np.stack([image for image, _ in loaded]), [label for _, label in loaded]
