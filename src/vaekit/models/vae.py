@@ -13,13 +13,11 @@ from torch import nn
 
 from vaekit.errors import ConfigError
 from vaekit.models.init import initialize_weights
-from vaekit.models.spec import ArchSpec, ConvLayer, get_arch
+from vaekit.models.spec import ArchSpec, ConvLayer, check_spec, get_arch, same_padding
 
 
 def _same_padding(layer: ConvLayer) -> int:
-    if layer.padding == "valid":
-        return 0
-    return max(math.ceil((layer.kernel - layer.stride) / 2), 0)
+    return same_padding(layer)
 
 
 def _conv(in_channels: int, layer: ConvLayer) -> nn.Conv2d:
@@ -56,6 +54,9 @@ class VAE(nn.Module):
 
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
+        if not isinstance(spec, ArchSpec):
+            raise ConfigError(f"spec must be an ArchSpec, got {type(spec).__name__}", param="spec")
+        check_spec(spec)  # by arithmetic: nothing absurd or mismatched is ever allocated
         self.spec = spec
         self.encoder = self._build_encoder(spec)
         hidden = spec.encoder_dense[-1] if spec.encoder_dense else self._flat_size(spec)

@@ -17,6 +17,8 @@ has moved since, the usual search order applies.
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,22 +37,82 @@ from vaekit.runtime import resolve_device, resolve_precision
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 
-__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "METRICS_FILE", "WEIGHTS_FILE", "Run", "parse_metrics_row",
+__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "METRICS_COLUMNS", "METRICS_FILE", "WEIGHTS_FILE", "Run", "parse_metrics_row",
            "read_metrics"]
 
 
+#: Columns every ``metrics.csv`` row has (the trainer writes more).
+METRICS_COLUMNS = ("epoch", "test_elbo", "test_recon", "test_kl")
+
+
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of ``metrics.csv`` as strings (empty if training has not finished an epoch)."""
+    """Rows of ``metrics.csv`` as strings (empty if training has not finished an epoch).
+
+    Every row is checked first: the required columns (:data:`METRICS_COLUMNS`)
+    are there, every cell is a finite number, epochs count 1, 2, 3...
+
+    Raises
+    ------
+    RunDirError
+        One line naming the file, the row and the column of the first bad cell.
+    """
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path}: not a UTF-8 text file") from None
+    except OSError as error:
+        raise RunDirError(f"{path}: unreadable ({error.strerror or error})") from None
+    if not text.strip():
+        return []
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames or []
+        rows = list(reader)
+    except csv.Error as error:
+        raise RunDirError(f"{path}: not a CSV file ({error})") from None
+    missing = [column for column in METRICS_COLUMNS if column not in header]
+    if missing:
+        raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}")
+    if len(set(header)) != len(header) or any(not name for name in header):
+        raise RunDirError(f"{path}: the header has blank or repeated column names")
+    if not rows:
+        raise RunDirError(f"{path}: a header but no rows")
+    for number, row in enumerate(rows, start=1):
+        parse_metrics_row(row, path, number)
+        if int(row["epoch"]) != number:
+            raise RunDirError(f"{path}: row {number}, column epoch: expected epoch {number}, got {row['epoch']}")
+    return rows
 
 
-def parse_metrics_row(row: dict[str, str]) -> dict[str, Any]:
-    """A ``metrics.csv`` row with its numbers parsed: ints stay ints, the rest become floats."""
-    return {key: (int(value) if value.lstrip("-").isdigit() else float(value)) for key, value in row.items()}
+def parse_metrics_row(row: dict[str, str], path: str | os.PathLike = METRICS_FILE,
+                      number: int | None = None) -> dict[str, Any]:
+    """A ``metrics.csv`` row with its numbers parsed: ints stay ints, the rest become floats.
+
+    Raises :class:`RunDirError` naming ``path``, the row ``number`` and the
+    column unless every cell is a finite number (``epoch`` a positive integer).
+    """
+    where = f"{path}: row {number}" if number is not None else f"{path}: a row"
+    if None in row:
+        raise RunDirError(f"{where} has more cells than the header has columns")
+    parsed: dict[str, Any] = {}
+    for key, value in row.items():
+        if value is None:
+            raise RunDirError(f"{where}, column {key}: missing cell")
+        text = value.strip()
+        try:
+            number_ = int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            raise RunDirError(f"{where}, column {key}: not a number ({value[:40]!r})") from None
+        if not math.isfinite(number_):
+            raise RunDirError(f"{where}, column {key}: not a finite number ({value[:40]!r})")
+        parsed[key] = number_
+    epoch = parsed.get("epoch")
+    if epoch is not None and (not isinstance(epoch, int) or epoch < 1):
+        raise RunDirError(f"{where}, column epoch: must be a positive integer, got {row['epoch']!r}")
+    return parsed
 
 
 @dataclass(eq=False)
@@ -116,10 +178,8 @@ class Run:
     @property
     def metrics(self) -> list[dict[str, Any]]:
         """Rows of ``metrics.csv`` with numbers parsed, one per finished epoch."""
-        try:
-            return [parse_metrics_row(row) for row in read_metrics(self.path)]
-        except (ValueError, TypeError) as error:
-            raise RunDirError(f"{self.path / METRICS_FILE}: unreadable row ({error})") from None
+        path = self.path / METRICS_FILE
+        return [parse_metrics_row(row, path, i) for i, row in enumerate(read_metrics(self.path), start=1)]
 
     @property
     def dataset_name(self) -> str:

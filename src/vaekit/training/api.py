@@ -10,6 +10,7 @@ trainer with the default callbacks.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -98,9 +99,14 @@ def train(
     # resume while the run still trains, is refused here.
     with writer_lock(run_dir):
         if resume:
-            checkpoint = load_checkpoint(run_dir)
+            checkpoint = load_checkpoint(run_dir, model=network, n_train=len(train_set),
+                                         steps_per_epoch=math.ceil(len(train_set) / config.batch_size))
             if checkpoint is None:
                 raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from")
+            rows = [parse_metrics_row(row) for row in read_metrics(run_dir)]
+            if int(checkpoint["epoch"]) > len(rows):
+                raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: epoch {checkpoint['epoch']} but metrics.csv has "
+                                  f"{len(rows)} rows; the run directory was changed by hand")
         else:
             check_new_run_dir(run_dir)  # again, now that no one else can write it
         remove_stale_temporaries(run_dir)
@@ -109,7 +115,7 @@ def train(
                           extra_config={"dataset": _dataset_record(config, train_set, test_set),
                                         "data": _data_record(config, dataset)})
         if resume:
-            trainer.restore(checkpoint, [parse_metrics_row(row) for row in read_metrics(run_dir)])
+            trainer.restore(checkpoint, rows)
         return trainer.fit()
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 from vaekit.errors import ConfigError
 from vaekit.models.init import INITS
 from vaekit.models.losses import RECONSTRUCTIONS
+from vaekit.models.spec import MAX_LATENT_DIM
 from vaekit.runtime import PRECISIONS
 
 
@@ -68,27 +70,55 @@ class TrainConfig:
         "help": "images per evaluation batch for 28x28 images, fewer for larger ones (bounds evaluation memory)",
         "metavar": "N"})
 
+    def check_types(self) -> None:
+        """Raise :class:`ConfigError` naming the first field whose value has the wrong type."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), _KINDS[str(f.type)]
+            if not _has_kind(value, kind):
+                raise ConfigError(f"{f.name} must be {_KIND_NAMES[kind]}, got {type(value).__name__} {value!r}",
+                                  param=f.name)
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` for impossible settings.
 
         The error's ``param`` is the offending field, named in the message as
-        spelled here (the CLI shows its flag instead).
+        spelled here (the CLI shows its flag instead). Types are checked
+        first; every float must be finite; sizes that imply absurd work or
+        memory are refused.
         """
+        self.check_types()
+        finite = {name: getattr(self, name) is None or math.isfinite(getattr(self, name))
+                  for name in ("lr", "beta", "kl_warmup_epochs", "gaussian_sigma", "grad_clip")}
+        for name, ok in finite.items():
+            if not ok:
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}", param=name)
         checks = [
+            ("dataset", bool(self.dataset.strip()), "must not be empty"),
+            ("arch", bool(self.arch.strip()), "must not be empty"),
             ("epochs", self.epochs >= 1, f"must be at least 1, got {self.epochs}"),
+            ("epochs", self.epochs <= MAX_EPOCHS, f"must be at most {MAX_EPOCHS}, got {self.epochs}"),
             ("batch_size", self.batch_size >= 1, f"must be at least 1, got {self.batch_size}"),
-            ("lr", self.lr > 0 and math.isfinite(self.lr), f"must be a positive number, got {self.lr}"),
-            ("beta", self.beta >= 0 and math.isfinite(self.beta), f"must be zero or positive, got {self.beta}"),
+            ("batch_size", self.batch_size <= MAX_BATCH, f"must be at most {MAX_BATCH}, got {self.batch_size}"),
+            ("lr", self.lr > 0, f"must be a positive number, got {self.lr}"),
+            ("beta", self.beta >= 0, f"must be zero or positive, got {self.beta}"),
             ("kl_warmup_epochs", self.kl_warmup_epochs >= 0, f"must be zero or positive, got {self.kl_warmup_epochs}"),
             ("latent_dim", self.latent_dim is None or self.latent_dim >= 1, f"must be at least 1, got {self.latent_dim}"),
+            ("latent_dim", self.latent_dim is None or self.latent_dim <= MAX_LATENT_DIM,
+             f"must be at most {MAX_LATENT_DIM}, got {self.latent_dim}"),
             ("recon", self.recon in RECONSTRUCTIONS, f"must be one of {', '.join(RECONSTRUCTIONS)}, got '{self.recon}'"),
             ("gaussian_sigma", self.gaussian_sigma > 0, f"must be positive, got {self.gaussian_sigma}"),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
             ("init", self.init in INITS, f"must be one of {', '.join(INITS)}, got '{self.init}'"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, f"must be positive, got {self.grad_clip}"),
+            ("exclude_classes", all(c.strip() for c in self.exclude_classes), "must not contain blank class names"),
             ("train_limit", self.train_limit is None or self.train_limit >= 1, f"must be at least 1, got {self.train_limit}"),
             ("test_limit", self.test_limit is None or self.test_limit >= 1, f"must be at least 1, got {self.test_limit}"),
+            ("data_dir", self.data_dir is None or "\0" not in self.data_dir, "must not contain a NUL character"),
+            ("device", bool(self.device) and self.device.isprintable() and not any(c.isspace() for c in self.device),
+             f"must be a device name without spaces or control characters, got {self.device!r}"),
             ("eval_batch_size", self.eval_batch_size >= 1, f"must be at least 1, got {self.eval_batch_size}"),
+            ("eval_batch_size", self.eval_batch_size <= MAX_BATCH,
+             f"must be at most {MAX_BATCH}, got {self.eval_batch_size}"),
         ]
         for param, ok, problem in checks:
             if not ok:
@@ -99,5 +129,37 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Settings from ``config["train"]``; unknown keys are ignored, wrong types refused (one field named)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"train must be an object of settings, got {type(data).__name__}", param="train")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        config.check_types()
+        return config
+
+
+#: Most epochs, and most images per batch (training or evaluation), a run may ask for.
+MAX_EPOCHS = 10**6
+MAX_BATCH = 2**20
+
+_KINDS = {"str": "str", "str | None": "str?", "int": "int", "int | None": "int?", "float": "float",
+          "float | None": "float?", "bool": "bool", "list[str]": "list[str]"}
+_KIND_NAMES = {"str": "a string", "str?": "a string or null", "int": "an integer", "int?": "an integer or null",
+               "float": "a number", "float?": "a number or null", "bool": "true or false",
+               "list[str]": "a list of strings"}
+
+
+def _has_kind(value: Any, kind: str) -> bool:
+    if kind.endswith("?"):
+        if value is None:
+            return True
+        kind = kind[:-1]
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
