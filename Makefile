@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/vaekit demo
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -20,6 +20,10 @@ from vaekit.models.spec import MAX_ACTIVATION, MAX_LATENT_DIM, ArchSpec
 from vaekit.models.vae import VAE
 
 CONFIG_FILE = "config.json"
+#: Checks of the config.json sections that higher layers own, by key: the
+#: training settings register theirs (``"train"``) in :mod:`vaekit.training.config`,
+#: so models need not import training.
+SECTION_CHECKS: dict[str, Callable[[Any], None]] = {}
 WEIGHTS_FILE = "model.safetensors"
 
 #: Version of the ``config.json`` layout written by :func:`save_pretrained`.
@@ -139,14 +143,12 @@ def check_config(config: Any, path: Path) -> None:
         raise bad(f"epochs_done must be a non-negative integer, got {config['epochs_done']!r}")
     _check_dataset_record(config.get("dataset"), bad)
     _check_data_record(config.get("data"), bad)
-    if "train" in config:
-        # Imported here: vaekit.training imports this module.
-        from vaekit.training.config import TrainConfig
-
-        try:
-            TrainConfig.from_dict(config["train"]).validate()
-        except ConfigError as error:
-            raise bad(f"train.{error}" if error.param else str(error)) from None
+    for key, check in SECTION_CHECKS.items():
+        if key in config:
+            try:
+                check(config[key])
+            except ConfigError as error:
+                raise bad(f"{key}.{error}" if error.param else str(error)) from None
 
 
 def _check_dataset_record(record: Any, bad: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from vaekit.errors import ConfigError
 from vaekit.models.init import INITS
 from vaekit.models.losses import RECONSTRUCTIONS
+from vaekit.models.pretrained import SECTION_CHECKS
 from vaekit.models.spec import MAX_LATENT_DIM
 from vaekit.runtime import PRECISIONS
 
@@ -163,3 +164,11 @@ def _has_kind(value: Any, kind: str) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
     return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _check_saved_settings(section: Any) -> None:
+    """Validate the ``train`` section of a run's config.json (registered with the model files' reader)."""
+    TrainConfig.from_dict(section).validate()
+
+
+SECTION_CHECKS["train"] = _check_saved_settings
