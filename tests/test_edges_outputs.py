@@ -182,6 +182,10 @@ def test_a_family_being_written_is_refused_to_a_second_process(tmp_path, capsys)
     (["sample", "RUN", "--precision", "fp8"], "invalid choice: 'fp8'"),
     (["sample", "RUN", "-n", "0"], "-n"),
     (["train", "--no-such-option"], "unrecognized arguments"),
+    (["traverse", "RUN", "--span", "nan"], "--span: must be a finite number"),
+    (["arithmetic", "RUN", "--from", "a", "--to", "b", "--strength", "inf"], "--strength: must be a finite number"),
+    (["denoise", "RUN", "--mask-area", "-inf"], "--mask-area"),
+    (["attribute", "RUN", "--attr", "x", "--strengths", "1", "nan"], "--strengths"),
 ])
 def test_parser_errors_are_one_line(capsys, argv, expected):
     with pytest.raises(SystemExit) as exit_:

@@ -12,6 +12,7 @@ from pathlib import Path
 from vaekit.cli.options import (
     add_output_option,
     add_runtime_options,
+    finite_float,
     output_path,
     positive_int,
 )
@@ -249,8 +250,8 @@ def _register_denoise(commands) -> None:
                                              "reconstruct them from their posterior means and report how much "
                                              "closer to the clean image the output is than the input.")
     parser.add_argument("run", type=Path)
-    parser.add_argument("--noise-sigma", type=float, default=0.3, help="std of the Gaussian noise (default: 0.3)")
-    parser.add_argument("--mask-area", type=float, default=0.25,
+    parser.add_argument("--noise-sigma", type=finite_float, default=0.3, help="std of the Gaussian noise (default: 0.3)")
+    parser.add_argument("--mask-area", type=finite_float, default=0.25,
                         help="fraction of the image area the black square covers (default: 0.25)")
     parser.add_argument("-n", type=positive_int, default=8, help="images in the figure (default: 8)")
     _add_data_options(parser)

@@ -15,6 +15,7 @@ from typing import Callable
 from vaekit.cli.options import (
     add_output_option,
     add_runtime_options,
+    finite_float,
     positive_int,
 )
 from vaekit.errors import ConfigError
@@ -181,7 +182,7 @@ def register(commands) -> None:
     p.add_argument("--grid", type=positive_int, default=20, help="grid points per side (default 20)")
     p.add_argument("--reference-images", type=positive_int, default=2000, metavar="N",
                    help="test reconstructions the holes are measured against (default 2000)")
-    p.add_argument("--percentile", type=float, default=95.0,
+    p.add_argument("--percentile", type=finite_float, default=95.0,
                    help="hole threshold: this percentile of the reconstructions' nearest-neighbour distances")
 
     p = _add(commands, "class-means", cmd_class_means, "decoded mean latent vector of each class (also saved as JSON)")
@@ -208,7 +209,7 @@ def register(commands) -> None:
                    help="point the other dimensions are held at: mean (of the data, default), zero, or an image "
                         "(file or test:123)")
     p.add_argument("--steps", type=positive_int, default=9, help="values per dimension (default 9)")
-    p.add_argument("--span", type=float, default=3.0, help="sweep from -SPAN to SPAN (default 3)")
+    p.add_argument("--span", type=finite_float, default=3.0, help="sweep from -SPAN to SPAN (default 3)")
     p.add_argument("--dims", type=positive_int, default=10, help="at most this many dimensions, highest KL first")
     p.add_argument("--invert", action="store_true", help="invert a reference image file")
 
@@ -217,7 +218,7 @@ def register(commands) -> None:
                    help="image files or test:123 references (default: the first -n images of --from)")
     p.add_argument("--from", dest="source", required=True, metavar="CLASS", help="class to take away, e.g. shirt")
     p.add_argument("--to", dest="target", required=True, metavar="CLASS", help="class to add, e.g. dress")
-    p.add_argument("--strength", type=float, default=1.0, help="multiply the class difference (default 1)")
+    p.add_argument("--strength", type=finite_float, default=1.0, help="multiply the class difference (default 1)")
     p.add_argument("-n", type=positive_int, default=4, help="images of --from when none are given (default 4)")
     p.add_argument("-k", type=positive_int, default=5, help="neighbours of the k-NN that reads the results")
     p.add_argument("--invert", action="store_true", help="invert image files")

@@ -84,6 +84,7 @@ def _with_metrics(result):
 def _register_attribute(commands) -> None:
     from vaekit.analysis.attributes import DEFAULT_STRENGTHS
     from vaekit.cli import add_output_option, add_runtime_options, positive_int
+    from vaekit.cli.options import finite_float
 
     parser = commands.add_parser(
         "attribute",
@@ -96,7 +97,7 @@ def _register_attribute(commands) -> None:
                         help="attribute name, any case (CelebA: Smiling, Eyeglasses, ...); a class name for "
                              "datasets without attributes")
     parser.add_argument("-n", type=positive_int, default=4, help="images to edit (default 4)")
-    parser.add_argument("--strengths", type=float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="ALPHA",
+    parser.add_argument("--strengths", type=finite_float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="ALPHA",
                         help="multiples of the direction to add (default: -2 -1 0 1 2)")
     parser.add_argument("--max-images", type=positive_int, default=5000,
                         help="training images used to measure the direction (default 5000)")

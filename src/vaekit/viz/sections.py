@@ -9,6 +9,7 @@ from the CLI, from a notebook and in the report.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -217,8 +218,8 @@ def morph_section(run: Explorer, image_a: str = "test:0", image_b: str = "test:1
 def traversal_section(run: Explorer, reference: str = "mean", steps: int = 9, span: float = 3.0,
                       max_dims: int = 10, invert: bool = False) -> Section:
     """Issue item 7: each latent coordinate swept over [-span, span], highest-KL first."""
-    if span <= 0:
-        raise ConfigError(f"span must be positive, got {span}", param="span")
+    if not (math.isfinite(span) and span > 0):
+        raise ConfigError(f"span must be a finite positive number, got {span}", param="span")
     max_dims = check_count("dims", max_dims)
     check_count("steps", steps, minimum=2)
     point, label = _reference_point(run, reference, invert)
