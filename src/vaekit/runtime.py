@@ -15,6 +15,8 @@ import torch
 from vaekit.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: ``compile`` choices: chosen by measurement, never, always, always with CUDA graphs.
+COMPILE_MODES = ("auto", "off", "on", "cudagraphs")
 
 
 def is_main_process() -> bool:

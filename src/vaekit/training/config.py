@@ -21,7 +21,8 @@ from vaekit.models.init import INITS
 from vaekit.models.losses import RECONSTRUCTIONS
 from vaekit.models.pretrained import SECTION_CHECKS
 from vaekit.models.spec import MAX_LATENT_DIM
-from vaekit.runtime import PRECISIONS
+from vaekit.runtime import COMPILE_MODES, PRECISIONS
+from vaekit.training.batches import PLACEMENTS
 
 
 @dataclass
@@ -62,11 +63,22 @@ class TrainConfig:
     data_dir: str | None = field(default=None, metadata={"help": "folder holding the dataset files", "metavar": "DIR"})
     device: str = field(default="auto", metadata={"help": "auto (default), cpu, cuda, cuda:1, mps"})
     precision: str = field(default="auto", metadata={
-        "help": "auto (the default) picks bf16 or fp16 on GPUs, bf16 on CPUs with AMX, else fp32",
+        "help": "auto (the default) picks whichever of fp32 and bf16 (fp16 on GPUs without bf16) trains "
+                "faster in a short measurement on this machine",
         "choices": PRECISIONS})
     channels_last: bool = field(default=True, metadata={
         "help": "keep images and weights in the NCHW memory layout instead of channels-last"})
-    compile: bool = field(default=False, metadata={"help": "use torch.compile"})
+    compile: str = field(default="auto", metadata={
+        "help": "torch.compile: auto (the default) compiles where a measurement on this machine says it pays off; "
+                "on; off; cudagraphs (compile with CUDA graphs, GPUs only)", "choices": COMPILE_MODES})
+    fused_optimizer: bool = field(default=True, metadata={
+        "help": "use the fused Adam kernel where this torch has one for the device"})
+    data_placement: str = field(default="auto", metadata={
+        "help": "auto (the default): keep the training images on the device when they fit the memory budget, "
+                "else stream them from disk; resident; stream", "choices": PLACEMENTS})
+    memory_budget_gb: float | None = field(default=None, metadata={
+        "help": "memory the resident training images may take, in GiB (default: half the free GPU memory, "
+                "or half the available RAM on a CPU)", "metavar": "GIB"})
     eval_batch_size: int = field(default=256, metadata={
         "help": "images per evaluation batch for 28x28 images, fewer for larger ones (bounds evaluation memory)",
         "metavar": "N"})
@@ -89,7 +101,7 @@ class TrainConfig:
         """
         self.check_types()
         finite = {name: getattr(self, name) is None or math.isfinite(getattr(self, name))
-                  for name in ("lr", "beta", "kl_warmup_epochs", "gaussian_sigma", "grad_clip")}
+                  for name in ("lr", "beta", "kl_warmup_epochs", "gaussian_sigma", "grad_clip", "memory_budget_gb")}
         for name, ok in finite.items():
             if not ok:
                 raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}", param=name)
@@ -117,6 +129,12 @@ class TrainConfig:
             ("data_dir", self.data_dir is None or "\0" not in self.data_dir, "must not contain a NUL character"),
             ("device", bool(self.device) and self.device.isprintable() and not any(c.isspace() for c in self.device),
              f"must be a device name without spaces or control characters, got {self.device!r}"),
+            ("compile", self.compile in COMPILE_MODES,
+             f"must be one of {', '.join(COMPILE_MODES)}, got '{self.compile}'"),
+            ("data_placement", self.data_placement in PLACEMENTS,
+             f"must be one of {', '.join(PLACEMENTS)}, got '{self.data_placement}'"),
+            ("memory_budget_gb", self.memory_budget_gb is None or self.memory_budget_gb > 0,
+             f"must be positive, got {self.memory_budget_gb}"),
             ("eval_batch_size", self.eval_batch_size >= 1, f"must be at least 1, got {self.eval_batch_size}"),
             ("eval_batch_size", self.eval_batch_size <= MAX_BATCH,
              f"must be at most {MAX_BATCH}, got {self.eval_batch_size}"),
@@ -134,7 +152,10 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"train must be an object of settings, got {type(data).__name__}", param="train")
         known = {f.name for f in dataclasses.fields(cls)}
-        config = cls(**{k: v for k, v in data.items() if k in known})
+        data = {k: v for k, v in data.items() if k in known}
+        if isinstance(data.get("compile"), bool):  # runs saved before compile had modes
+            data["compile"] = "on" if data["compile"] else "off"
+        config = cls(**data)
         config.check_types()
         return config
 

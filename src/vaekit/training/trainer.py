@@ -43,6 +43,7 @@ from vaekit.runtime import (
     resolve_device,
     resolve_precision,
 )
+from vaekit.training.batches import batch_source
 from vaekit.training.callbacks import Callback
 from vaekit.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vaekit.training.config import TrainConfig
@@ -104,6 +105,20 @@ def train_step(model, optimizer, scaler, x: torch.Tensor, beta: float, config: T
     return terms
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam, with the fused kernel when ``config.fused_optimizer`` and this torch has one for ``device``."""
+    fused = config.fused_optimizer and device.type in ("cpu", "cuda", "mps") \
+        and all(p.is_floating_point() for p in model.parameters())
+    return torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused or None)
+
+
+def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``model`` compiled as ``mode`` says (``"off"``, ``"on"``, ``"cudagraphs"``)."""
+    if mode == "off":
+        return model
+    return torch.compile(model, mode="reduce-overhead" if mode == "cudagraphs" else None)
+
+
 class Trainer:
     """Trains a VAE on a train/test pair of datasets into a run directory.
 
@@ -137,10 +152,12 @@ class Trainer:
         self.train_set, self.test_set = train_set, test_set
         self.callbacks = [c for c in callbacks if c is not None]
         self.extra_config = extra_config or {}
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = make_optimizer(self.model, config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.order_generator = torch.Generator().manual_seed(config.seed)
-        self.step_model = torch.compile(self.model) if config.compile else self.model
+        self.compile = "off" if config.compile == "auto" else config.compile
+        self.step_model = compile_model(self.model, self.compile)
+        self.batches = batch_source(train_set.images, self.device, config.data_placement, config.memory_budget_gb)
         self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.order: torch.Tensor | None = None
@@ -160,13 +177,11 @@ class Trainer:
         """Train from the current epoch and step to ``config.epochs``; save everything in the run directory."""
         self._save_model({"status": "running"})
         self._call("on_train_start")
-        train_images = self.train_set.images.to(self.device)
         try:
             while self.epoch < self.config.epochs:
                 self._start_epoch()
-                while self.step < self.steps_per_epoch:
-                    index = self.order[self.step * self.config.batch_size : (self.step + 1) * self.config.batch_size]
-                    x = prepare_images(train_images.index_select(0, index), self.config.channels_last)
+                for batch in self.batches.epoch(self.order, self.step, self.config.batch_size):
+                    x = prepare_images(batch, self.config.channels_last)
                     terms = train_step(self.step_model, self.optimizer, self.scaler, x, self.beta(), self.config,
                                        self.device, self.precision)
                     self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]) * len(x)
@@ -198,7 +213,7 @@ class Trainer:
 
     def _start_epoch(self) -> None:
         if self.order is None:  # a fresh epoch; a resumed one already has its order and sums
-            self.order = torch.randperm(len(self.train_set), generator=self.order_generator).to(self.device)
+            self.order = torch.randperm(len(self.train_set), generator=self.order_generator)
             self.step, self.seconds = 0, 0.0
             self.sums.zero_()
         self.step_model.train()
@@ -338,7 +353,9 @@ class Trainer:
         if not is_main_process():
             return
         record = {"vaekit_version": __version__, "torch_version": torch.__version__, **self.extra_config,
-                  "train": self.config.to_dict(), "resolved": {"device": str(self.device), "precision": self.precision}}
+                  "train": self.config.to_dict(), "resolved": {"device": str(self.device), "precision": self.precision,
+                                                              "compile": self.compile,
+                                                              "data_placement": self.batches.placement}}
         save_model(self.model, self.run_dir, {**record, **extra})
 
     def _save_checkpoint(self, mid_epoch: bool) -> None:
@@ -370,7 +387,7 @@ class Trainer:
         self.metrics = metrics[: self.epoch]
         state = checkpoint.get("epoch_state")
         if state is not None:
-            self.order = state["order"].to(self.device)
+            self.order = state["order"]
             self.step, self.seconds = int(state["step"]), float(state["seconds"])
             self.sums = state["sums"].to(self.device, torch.float64)
         self.global_step = self.epoch * self.steps_per_epoch + self.step
