@@ -10,6 +10,12 @@ Ctrl-C or SIGTERM mid-epoch saves a checkpoint holding the epoch's order, the
 step reached and every RNG state, so :meth:`Trainer.restore` continues to the
 same weights an uninterrupted run reaches.
 
+Under ``torchrun`` (:mod:`vaekit.training.distributed`) every rank trains on
+its share of each global batch through ``DistributedDataParallel``; rank 0
+alone evaluates and writes the run directory. Signals only set a flag there,
+read with the divergence flag in one all-reduce, so all ranks stop at the
+same step and save once.
+
 A loss that turns NaN or infinite (a learning rate far too high, badly scaled
 data) stops training with :class:`TrainingDiverged`. Each step records the
 first non-finite step in a device-side tensor (no sync); the trainer reads it
@@ -22,6 +28,10 @@ trainer from names (``arch="fashion28"``) or objects.
 from __future__ import annotations
 
 import math
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,18 +51,24 @@ from vaekit.runtime import (
     autocast_context,
     is_main_process,
     resolve_device,
-    resolve_precision,
 )
+from vaekit.training import distributed
 from vaekit.training.batches import batch_source
 from vaekit.training.callbacks import Callback
 from vaekit.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vaekit.training.config import TrainConfig
 from vaekit.training.diagnostics import CollapseReport, diagnose_collapse
+from vaekit.training.tuning import choose_speed_on_all_ranks, compile_model
 
 #: Figures written into the run directory when training ends.
 FIGURES = ("reconstructions.png", "samples.png")
 #: Steps between two reads of the device-side divergence flag (the progress bar syncs as often).
 DIVERGENCE_CHECK_EVERY = 20
+#: Under torchrun, a second stop signal this many seconds after the first quits at once, without saving
+#: (torchrun forwards the terminal's Ctrl-C, so one Ctrl-C can arrive twice in quick succession).
+FORCE_QUIT_AFTER_S = 2.0
+#: Exit status of a forced quit (as for Ctrl-C).
+EXIT_FORCED = 130
 
 
 @dataclass
@@ -79,6 +95,10 @@ class TrainingDiverged(VaekitError):
         super().__init__(message, param="lr")
         self.run_dir, self.epoch, self.step = run_dir, epoch, step
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, so the rank that found the divergence can hand the error to the others.
+        return (type(self), (self.args[0], self.run_dir, self.epoch, self.step))
+
 
 def prepare_images(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """uint8 ``(N, C, H, W)`` -> float32 in [0, 1], in the layout the model uses."""
@@ -89,14 +109,20 @@ def prepare_images(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def train_step(model, optimizer, scaler, x: torch.Tensor, beta: float, config: TrainConfig,
-               device: torch.device, precision: str) -> LossTerms:
-    """One optimiser step on batch ``x``; returns the :class:`~vaekit.models.losses.LossTerms`."""
+               device: torch.device, precision: str, loss_scale: float = 1.0) -> LossTerms:
+    """One optimiser step on batch ``x``; returns the :class:`~vaekit.models.losses.LossTerms`.
+
+    ``loss_scale`` multiplies the loss that is differentiated (not the terms
+    returned): under DDP, which averages gradients over ranks, a rank's mean
+    loss times ``local_n * world / global_n`` makes that average the gradient
+    of the global batch's mean loss.
+    """
     with autocast_context(device, precision):
         output = model(x)
     # The loss is computed in float32 whatever the autocast precision.
     terms = vae_loss(output.logits, x, output.z_mean, output.z_log_var, beta, config.recon, config.gaussian_sigma)
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(terms.loss).backward()
+    scaler.scale(terms.loss if loss_scale == 1.0 else terms.loss * loss_scale).backward()
     if config.grad_clip:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -110,13 +136,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.de
     fused = config.fused_optimizer and device.type in ("cpu", "cuda", "mps") \
         and all(p.is_floating_point() for p in model.parameters())
     return torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused or None)
-
-
-def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """``model`` compiled as ``mode`` says (``"off"``, ``"on"``, ``"cudagraphs"``)."""
-    if mode == "off":
-        return model
-    return torch.compile(model, mode="reduce-overhead" if mode == "cudagraphs" else None)
 
 
 class Trainer:
@@ -135,7 +154,8 @@ class Trainer:
     train_set, test_set
         uint8 image datasets with the model's image shape.
     callbacks
-        :class:`~vaekit.training.callbacks.Callback` objects, called on rank 0.
+        :class:`~vaekit.training.callbacks.Callback` objects, called on rank 0 (on every rank
+        for those with ``all_ranks = True``).
     extra_config
         More entries for ``config.json`` (dataset description, data location).
     """
@@ -144,8 +164,17 @@ class Trainer:
                  test_set: ImageDataset, callbacks: Sequence[Callback] = (),
                  extra_config: dict[str, Any] | None = None) -> None:
         self.config, self.run_dir = config, Path(run_dir)
-        self.device = resolve_device(config.device)
-        self.precision = resolve_precision(config.precision, self.device)
+        # Under torchrun each rank has its own GPU (cuda:LOCAL_RANK); joining the group is idempotent.
+        self.device = distributed.rank_device(resolve_device(config.device))
+        distributed.init(self.device)
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        distributed.check_batch_size(config.batch_size)
+        self.speed = choose_speed_on_all_ranks(
+            model, self.device, config.precision, config.compile,
+            batch_size=-(-config.batch_size // int(os.environ.get("WORLD_SIZE", "1"))),
+            total_steps=config.epochs * math.ceil(len(train_set) / config.batch_size),
+            channels_last=config.channels_last)
+        self.precision = self.speed.precision
         self.model = model.to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -155,8 +184,13 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.order_generator = torch.Generator().manual_seed(config.seed)
-        self.compile = "off" if config.compile == "auto" else config.compile
-        self.step_model = compile_model(self.model, self.compile)
+        self.compile = self.speed.compile
+        self.step_model = compile_model(self._parallel(self.model), self.compile)
+        if self.world > 1:  # same weights everywhere (built with one seed); each rank its own noise
+            torch.manual_seed(config.seed + self.rank)
+        self._stop = False  # a stop signal arrived on this rank (distributed runs only)
+        self._first_signal: float | None = None
+        self._previous_handlers: dict[int, Any] = {}
         self.batches = batch_source(train_set.images, self.device, config.data_placement, config.memory_budget_gb)
         self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
         self.epoch, self.step, self.global_step = 0, 0, 0
@@ -175,21 +209,29 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train from the current epoch and step to ``config.epochs``; save everything in the run directory."""
-        self._save_model({"status": "running"})
+        self._main(lambda: self._save_model({"status": "running"}))
         self._call("on_train_start")
+        self._install_stop_handlers()
         try:
             while self.epoch < self.config.epochs:
+                if self.world > 1:
+                    self._check_all_ranks(stops=True)  # a stop asked for during evaluation
                 self._start_epoch()
-                for batch in self.batches.epoch(self.order, self.step, self.config.batch_size):
+                for batch in self.batches.epoch(self.order, self.step, self.config.batch_size, self.rank, self.world):
                     x = prepare_images(batch, self.config.channels_last)
                     terms = train_step(self.step_model, self.optimizer, self.scaler, x, self.beta(), self.config,
-                                       self.device, self.precision)
-                    self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()]) * len(x)
-                    self._record_finite(terms.loss.detach())
+                                       self.device, self.precision, self._loss_scale(len(x)))
+                    if len(x):  # a rank's share of a short last batch may be empty (its mean loss is nan)
+                        self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(),
+                                                  terms.kl.detach()]) * len(x)
+                        self._record_finite(terms.loss.detach())
                     self.step += 1
                     self.global_step += 1
                     if self.step % DIVERGENCE_CHECK_EVERY == 0 or self.step == self.steps_per_epoch:
-                        self.check_divergence()
+                        if self.world > 1:
+                            self._check_all_ranks(stops=True)
+                        else:
+                            self.check_divergence()
                     self._call_step_end(terms, len(x))
                 self._stop_clock()
                 self._end_epoch()
@@ -205,11 +247,74 @@ class Trainer:
             finally:
                 self._close_progress()
             self._save_checkpoint(mid_epoch=self.order is not None)
-            self._save_model({"status": "interrupted"})
+            self._main(lambda: self._save_model({"status": "interrupted"}))
             self._close_progress()
             raise TrainingInterrupted(self.run_dir) from None
+        finally:
+            self._restore_stop_handlers()
         self._finish()
         return TrainResult(self.run_dir, self.model, self.metrics)
+
+    # ------------------------------------------------------------------ distributed
+
+    def _parallel(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` wrapped in DistributedDataParallel under torchrun (``self.model`` stays the plain module)."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _main(self, function: Any, broadcast_result: bool = True) -> Any:
+        """``function()`` on rank 0, its result or error on every rank (see :func:`distributed.main_first`)."""
+        return distributed.main_first(function, broadcast_result)
+
+    def _loss_scale(self, local_n: int) -> float:
+        """``local_n * world / global_n``: DDP's gradient average is then the global batch mean's gradient."""
+        if self.world == 1:
+            return 1.0
+        global_n = min(self.config.batch_size, len(self.train_set) - self.step * self.config.batch_size)
+        return local_n * self.world / global_n
+
+    def _check_all_ranks(self, stops: bool) -> None:
+        """One all-reduce of the divergence and stop flags: every rank raises, or stops, at the same step."""
+        never = torch.iinfo(torch.int64).max
+        flags = torch.stack([
+            # The maximum of minus the first bad step is the earliest bad step of any rank.
+            torch.where(self._bad_step < 0, torch.full_like(self._bad_step, -never), -self._bad_step),
+            torch.tensor(int(self._stop and stops), dtype=torch.int64, device=self.device)])
+        first, stop = (-int(v) for v in distributed.all_reduce_max(flags).tolist())
+        if first != never:
+            loss = distributed.all_reduce_sum(torch.where(
+                self._bad_step == first, self._bad_loss, torch.zeros_like(self._bad_loss)))
+            self._bad_step.fill_(first)
+            self._bad_loss = loss
+            self._raise_if_bad()
+        if stop:
+            raise KeyboardInterrupt
+
+    def _install_stop_handlers(self) -> None:
+        """Under torchrun, SIGINT and SIGTERM only set a flag that all ranks read at the next check."""
+        if self.world == 1 or threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: Any) -> None:
+            now = time.monotonic()
+            if self._first_signal is not None and now - self._first_signal > FORCE_QUIT_AFTER_S:
+                print(f"vaekit: second {signal.Signals(signum).name} on rank {self.rank}: quitting without "
+                      "saving", file=sys.stderr, flush=True)
+                os._exit(EXIT_FORCED)
+            if self._first_signal is None:
+                self._first_signal = now
+            self._stop = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.signal(signum, on_signal)
+
+    def _restore_stop_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
 
     def _start_epoch(self) -> None:
         if self.order is None:  # a fresh epoch; a resumed one already has its order and sums
@@ -225,24 +330,36 @@ class Trainer:
             self._clock = None
 
     def _end_epoch(self) -> None:
+        if self.world > 1:  # the epoch's loss sums over all images; its time is the slowest rank's
+            distributed.all_reduce_sum(self.sums)
+            seconds = torch.tensor([self.seconds], dtype=torch.float64, device=self.device)
+            self.seconds = float(distributed.all_reduce_max(seconds))
+        row = self._main(self._evaluate_epoch)  # rank 0 evaluates; the others wait for its row (or error)
+        self.metrics.append(row)
+        self.epoch += 1
+        self.order = None
+        self._main(lambda: self._save_model({"epochs_done": self.epoch}), broadcast_result=False)
+        # Callbacks (metrics.csv among them) before the checkpoint: a checkpoint at
+        # epoch N always has the N rows it resumes with.
+        self._call("on_epoch_end", row)
+        self._save_checkpoint(mid_epoch=False)
+
+    def _evaluate_epoch(self) -> dict[str, Any]:
+        """The epoch's metrics row, checked finite, and the weights checked before they are saved."""
         try:
             row = self.evaluate()
             check_finite(row, "metrics")
         except NonFiniteResultError:
             self._diverged("the test ELBO is not finite", None)
         self._check_weights()
-        self.metrics.append(row)
-        self.epoch += 1
-        self.order = None
-        self._save_model({"epochs_done": self.epoch})
-        # Callbacks (metrics.csv among them) before the checkpoint: a checkpoint at
-        # epoch N always has the N rows it resumes with.
-        self._call("on_epoch_end", row)
-        self._save_checkpoint(mid_epoch=False)
+        return row
 
     def _finish(self) -> None:
         self.model.eval()
         self._call("on_train_end")
+        self._main(self._write_figures, broadcast_result=False)  # the others wait: no rank leaves early
+
+    def _write_figures(self) -> None:
         if is_main_process():
             from vaekit.viz.figures import save_reconstructions, save_samples
 
@@ -260,7 +377,16 @@ class Trainer:
         self._bad_loss = torch.where(first, loss.float(), self._bad_loss)
 
     def check_divergence(self) -> None:
-        """Raise :class:`TrainingDiverged` if any step so far had a non-finite loss (one device sync)."""
+        """Raise :class:`TrainingDiverged` if any step so far had a non-finite loss (one device sync).
+
+        Under torchrun the ranks' flags are all-reduced first, so every rank raises together.
+        """
+        if self.world > 1 and distributed.active():
+            self._check_all_ranks(stops=False)
+        else:
+            self._raise_if_bad()
+
+    def _raise_if_bad(self) -> None:
         bad = int(self._bad_step)
         if bad >= 0:
             loss = float(self._bad_loss)
@@ -319,7 +445,8 @@ class Trainer:
     def running_means(self) -> list[float]:
         """Mean loss, recon and KL per image over this epoch's steps so far (one device sync)."""
         done = max(1, min(self.step * self.config.batch_size, len(self.train_set)))
-        return (self.sums / done).tolist()
+        # Under torchrun the sums are this rank's share until the epoch ends: scale to the global count.
+        return (self.sums * self.world / done).tolist()
 
     def evaluate(self) -> dict[str, Any]:
         """The metrics row of the epoch just trained: train means, test -ELBO parts, collapse diagnostics."""
@@ -355,17 +482,25 @@ class Trainer:
         record = {"vaekit_version": __version__, "torch_version": torch.__version__, **self.extra_config,
                   "train": self.config.to_dict(), "resolved": {"device": str(self.device), "precision": self.precision,
                                                               "compile": self.compile,
+                                                              "speed": self.speed.to_dict(),
                                                               "data_placement": self.batches.placement}}
         save_model(self.model, self.run_dir, {**record, **extra})
 
     def _save_checkpoint(self, mid_epoch: bool) -> None:
+        # Under torchrun: every rank's RNG state (gathered) and, mid-epoch, the loss sums over all ranks.
+        rng_ranks = distributed.all_gather_object(rng_state(self.device)) if self.world > 1 else None
+        sums = distributed.all_reduce_sum(self.sums.clone()) if mid_epoch and self.world > 1 else self.sums
+        self._main(lambda: self._write_checkpoint(mid_epoch, sums, rng_ranks), broadcast_result=False)
+
+    def _write_checkpoint(self, mid_epoch: bool, sums: torch.Tensor, rng_ranks: list[Any] | None) -> None:
         if not is_main_process():
             return
         epoch_state = None
         if mid_epoch:
-            epoch_state = {"order": self.order.cpu(), "step": self.step, "sums": self.sums.cpu(),
+            epoch_state = {"order": self.order.cpu(), "step": self.step, "sums": sums.cpu(),
                            "seconds": self.seconds}
-        save_checkpoint(self.run_dir, {
+        extra = {} if rng_ranks is None else {"world_size": self.world, "rng_ranks": rng_ranks}
+        save_checkpoint(self.run_dir, {**extra,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -382,33 +517,59 @@ class Trainer:
         if self.precision == "fp16" and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.order_generator.set_state(checkpoint["order_rng"])
-        set_rng_state(checkpoint["rng"], self.device)
+        ranks = checkpoint.get("rng_ranks")
+        set_rng_state(ranks[self.rank] if ranks else checkpoint["rng"], self.device)
         self.epoch = int(checkpoint["epoch"])
         self.metrics = metrics[: self.epoch]
         state = checkpoint.get("epoch_state")
         if state is not None:
             self.order = state["order"]
             self.step, self.seconds = int(state["step"]), float(state["seconds"])
-            self.sums = state["sums"].to(self.device, torch.float64)
+            # The saved sums cover all ranks: rank 0 carries them, the others start from zero.
+            sums = state["sums"] if self.rank == 0 else torch.zeros(3, dtype=torch.float64)
+            self.sums = sums.to(self.device, torch.float64)
         self.global_step = self.epoch * self.steps_per_epoch + self.step
 
     # ------------------------------------------------------------------ callbacks
 
     def _call(self, hook: str, *args: Any) -> None:
-        if is_main_process():
-            for callback in self.callbacks:
+        if self.world == 1:
+            if is_main_process():
+                for callback in self.callbacks:
+                    getattr(callback, hook)(self, *args)
+            return
+
+        def on_main() -> bool:
+            return self._run_callbacks(hook, [c for c in self.callbacks if not c.all_ranks], *args)
+
+        # Rank 0's callbacks (metrics.csv among them) run while the others wait; a Ctrl-C raised in
+        # one becomes a stop every rank sees, at the same point.
+        stopped = self._main(on_main)
+        stopped = self._run_callbacks(hook, [c for c in self.callbacks if c.all_ranks], *args) or stopped
+        self._stop = self._stop or bool(stopped)
+
+    def _run_callbacks(self, hook: str, callbacks: list[Callback], *args: Any) -> bool:
+        """Run ``hook`` of ``callbacks``; under torchrun a KeyboardInterrupt they raise is returned as True."""
+        try:
+            for callback in callbacks:
                 getattr(callback, hook)(self, *args)
+        except KeyboardInterrupt:
+            if self.world == 1:
+                raise
+            return True
+        return False
 
     def _call_step_end(self, terms: LossTerms, n: int) -> None:
-        if not is_main_process() or not self.callbacks:
+        callbacks = [c for c in self.callbacks if is_main_process() or c.all_ranks]
+        if not callbacks:
             return
-        if any(callback.needs_terms for callback in self.callbacks):
+        if any(callback.needs_terms for callback in callbacks):
             values = {"loss": terms.loss.item(), "recon": terms.recon.item(), "kl": terms.kl.item(),
                       "beta": self.beta(), "n": n}
         else:
             values = {}
-        for callback in self.callbacks:
-            callback.on_step_end(self, values)
+        if self._run_callbacks("on_step_end", callbacks, values):
+            self._stop = True  # all ranks stop at the next check
 
     def _close_progress(self) -> None:
         for callback in self.callbacks:

@@ -1,0 +1,315 @@
+"""Speed settings chosen by measurement on the machine in hand.
+
+CPUs differ: bf16 matrix products are about 3x faster than float32 on an
+Intel CPU with AMX, about 1.5x faster on AMD Zen 4, and slower on an Intel
+CPU without either. No rule about CPU features predicts this well, so
+``precision="auto"`` and ``compile="auto"`` time a few real training steps of
+each candidate (on a copy of the model, with random images of the model's
+shape and the run's per-process batch) and keep the fastest.
+
+The result is cached in ``<vaekit cache>/speed.json``, keyed by the CPU model
+(or GPU name), the torch version, the architecture and the batch, so the
+measurement happens once per machine and model. A run records what was
+chosen, the images/s of each candidate and whether it came from the cache in
+``config.json`` (``"resolved"."speed"``).
+
+``torch.compile`` costs tens of seconds before the first step, so it is only
+measured for runs long enough to earn that back, and chosen only when its
+measured gain over the whole run exceeds its measured compile time. Runs too
+short to be worth measuring (tests, quick looks) take the rule: float32 on a
+CPU, bf16 (else fp16) on a GPU, no compile.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaekit.data.cache import cache_root
+from vaekit.errors import VaekitError
+from vaekit.files import read_json, write_json
+from vaekit.models.losses import vae_loss
+from vaekit.runtime import autocast_context, resolve_precision
+
+#: Timed steps per candidate and round (best of ROUNDS rounds), after WARMUP_STEPS untimed ones.
+MEASURE_STEPS = 3
+ROUNDS = 3
+WARMUP_STEPS = 2
+#: Measure only when the run has this many times more steps than the measurement takes.
+MIN_RUN_TO_MEASURE = 20
+#: Measure compile only when the eager run is projected to take this long (seconds).
+MIN_SECONDS_TO_COMPILE = 900.0
+CACHE_FILE = "speed.json"
+
+
+@dataclass
+class SpeedChoice:
+    """What :func:`choose_speed` decided, as recorded in a run's config.json.
+
+    Attributes
+    ----------
+    precision, compile
+        The settings training uses.
+    how
+        ``"given"`` (both set explicitly), ``"measured"``, ``"cached"`` (an
+        earlier measurement on this machine) or ``"rule"`` (run too short to
+        measure).
+    images_per_s
+        Measured training images/s of each candidate (``"fp32"``,
+        ``"bf16+compile"``, ...), per process.
+    compile_seconds
+        Measured time to compile, when compile was a candidate.
+    key
+        The cache key: machine, torch version, model and batch.
+    """
+
+    precision: str
+    compile: str
+    how: str
+    images_per_s: dict[str, float] = field(default_factory=dict)
+    compile_seconds: float | None = None
+    key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def machine_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name with its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model} x{torch.get_num_threads()} threads"
+
+
+def speed_key(model: torch.nn.Module, device: torch.device, batch_size: int, channels_last: bool) -> str:
+    """What a measurement depends on: machine, torch, the model's layers and shapes, the batch."""
+    shapes = ";".join(f"{name}:{tuple(p.shape)}" for name, p in model.named_parameters())
+    model_id = f"{type(model).__name__}-{hashlib.sha256(shapes.encode()).hexdigest()[:12]}"
+    return (f"{machine_name(device)}|torch {torch.__version__}|{device.type}|{model_id}|batch {batch_size}"
+            f"|{'channels_last' if channels_last else 'nchw'}")
+
+
+def rule_choice(precision: str, compile_mode: str, device: torch.device) -> tuple[str, str]:
+    """The settings without measuring: bf16/fp16 on GPUs, float32 on CPUs, no compile."""
+    if precision == "auto":
+        precision = resolve_precision("auto", device) if device.type == "cuda" else "fp32"
+    return precision, ("off" if compile_mode == "auto" else compile_mode)
+
+
+def candidates(precision: str, compile_mode: str, device: torch.device, with_compile: bool) -> list[tuple[str, str]]:
+    """The (precision, compile) pairs worth timing for these settings on ``device``."""
+    if precision != "auto":
+        precisions = [precision]
+    elif device.type == "cuda":
+        precisions = ["bf16" if torch.cuda.is_bf16_supported() else "fp16", "fp32"]
+    elif device.type == "cpu":
+        precisions = ["fp32", "bf16"]
+    else:
+        precisions = ["fp32"]
+    if compile_mode != "auto":
+        compiles = [compile_mode]
+    elif with_compile:
+        compiles = ["off", "on"] + (["cudagraphs"] if device.type == "cuda" else [])
+    else:
+        compiles = ["off"]
+    return [(p, c) for p in precisions for c in compiles]
+
+
+def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``model`` compiled as ``mode`` says (``"off"``, ``"on"``, ``"cudagraphs"``: CUDA graphs too)."""
+    if mode == "off":
+        return model
+    return torch.compile(model, mode="reduce-overhead" if mode == "cudagraphs" else None)
+
+
+def candidate_name(precision: str, compile_mode: str) -> str:
+    return precision if compile_mode == "off" else f"{precision}+{compile_mode}"
+
+
+def measure_rates(model: torch.nn.Module, device: torch.device, batch_size: int,
+                  runs: list[tuple[str, str]], channels_last: bool = True, rounds: int = ROUNDS,
+                  steps: int = MEASURE_STEPS, warmup: int = WARMUP_STEPS) -> tuple[dict[str, float], float]:
+    """Training images/s of each (precision, compile) candidate, and the longest compile seen.
+
+    Candidates take turns, ``steps`` timed steps each per round, and each keeps
+    its best round, so a burst of load from another process does not decide
+    the choice. Runs on copies of ``model`` with random images and leaves every
+    RNG as it found it.
+    """
+    rates: dict[str, float] = {}
+    compile_seconds = 0.0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        steppers = {}
+        for precision, compile_mode in runs:
+            step = _trial_step(model, device, batch_size, precision, compile_model(_copy(model, device, channels_last),
+                                                                                 compile_mode), channels_last)
+            start = time.perf_counter()
+            for _ in range(warmup):
+                step()
+            _synchronize(device)
+            if compile_mode != "off":
+                compile_seconds = max(compile_seconds, time.perf_counter() - start)
+            steppers[candidate_name(precision, compile_mode)] = step
+        for _ in range(rounds):
+            for name, step in steppers.items():
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                _synchronize(device)
+                rates[name] = max(rates.get(name, 0.0), batch_size * steps / (time.perf_counter() - start))
+    return rates, compile_seconds
+
+
+def _copy(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    trial = copy.deepcopy(model).to(device).train()
+    return trial.to(memory_format=torch.channels_last) if channels_last else trial
+
+
+def _trial_step(model: torch.nn.Module, device: torch.device, batch_size: int, precision: str,
+                step_model: torch.nn.Module, channels_last: bool):
+    optimizer = torch.optim.Adam(step_model.parameters(), lr=1e-4)
+    images = torch.rand((batch_size, *model.image_shape), device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        with autocast_context(device, precision):
+            output = step_model(images)
+        loss = vae_loss(output.logits, images, output.z_mean, output.z_log_var, 1.0).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def choose_speed(model: torch.nn.Module, device: torch.device, precision: str, compile_mode: str,
+                 batch_size: int, total_steps: int, channels_last: bool = True,
+                 cache_dir: str | Path | None = None, measure: bool | None = None) -> SpeedChoice:
+    """Resolve ``precision`` and ``compile_mode`` (each maybe ``"auto"``) for training ``model``.
+
+    Parameters
+    ----------
+    model
+        The model to train (it is copied, never changed).
+    device
+        Where training runs.
+    precision, compile_mode
+        The settings asked for; only ``"auto"`` ones are chosen here.
+    batch_size
+        Images per step in this process.
+    total_steps
+        Steps the run will take; short runs are not worth measuring.
+    channels_last
+        The memory layout training uses.
+    cache_dir
+        Where ``speed.json`` lives (default: the vaekit cache).
+    measure
+        Force (True) or forbid (False) a measurement; default: by run length.
+
+    Returns
+    -------
+    SpeedChoice
+    """
+    resolve_precision(precision, device)  # refuses fp16 on a CPU and the like, before any work
+    if precision != "auto" and compile_mode != "auto":
+        return SpeedChoice(precision, compile_mode, "given")
+    key = speed_key(model, device, batch_size, channels_last)
+    cache_path = cache_root(cache_dir) / CACHE_FILE
+    cached = _read_cache(cache_path).get(key, {})
+    eager = candidates(precision, compile_mode, device, with_compile=False)
+    if measure is None:
+        measure = total_steps >= MIN_RUN_TO_MEASURE * (MEASURE_STEPS * ROUNDS + WARMUP_STEPS) * len(eager) or \
+            all(candidate_name(*c) in cached.get("images_per_s", {}) for c in eager)
+    if not measure:
+        chosen = rule_choice(precision, compile_mode, device)
+        return SpeedChoice(*chosen, "rule", key=key)
+    rates: dict[str, float] = dict(cached.get("images_per_s", {}))
+    compile_seconds = cached.get("compile_seconds")
+    missing = [c for c in eager if candidate_name(*c) not in rates]
+    fresh = bool(missing)
+    if missing:
+        rates.update(measure_rates(model, device, batch_size, missing, channels_last)[0])
+    projected = total_steps * batch_size / max(rates[candidate_name(*c)] for c in eager)
+    with_compile = compile_mode == "auto" and projected >= MIN_SECONDS_TO_COMPILE
+    best_precision = max(eager, key=lambda c: rates[candidate_name(*c)])[0]
+    # Compile is tried with the fastest eager precision only: each compile costs tens of seconds.
+    full = eager + [c for c in candidates(best_precision, compile_mode, device, with_compile=with_compile)
+                    if c not in eager]
+    missing = [c for c in full if candidate_name(*c) not in rates]
+    if missing:
+        # The eager ones again, so the compiled ones are compared under the same conditions.
+        runs = list(dict.fromkeys(missing + [c for c in full if c[1] == "off"]))
+        measured, seconds = measure_rates(model, device, batch_size, runs, channels_last)
+        rates.update(measured)
+        compile_seconds = max(float(compile_seconds or 0.0), seconds) if seconds else compile_seconds
+        fresh = True
+    chosen = _fastest(full, rates, total_steps * batch_size, compile_seconds, compile_mode)
+    if fresh:
+        _write_cache(cache_path, key, {"images_per_s": rates, "compile_seconds": compile_seconds})
+    return SpeedChoice(*chosen, "measured" if fresh else "cached",
+                       {k: round(v, 1) for k, v in rates.items()}, compile_seconds, key)
+
+
+def choose_speed_on_all_ranks(*args: Any, **kwargs: Any) -> SpeedChoice:
+    """:func:`choose_speed` on rank 0 alone, its choice sent to every rank (all must train alike)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return choose_speed(*args, **kwargs)
+    box = [choose_speed(*args, **kwargs).to_dict() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return SpeedChoice(**box[0])
+
+
+def _fastest(full: list[tuple[str, str]], rates: dict[str, float], images: int, compile_seconds: float | None,
+             compile_mode: str) -> tuple[str, str]:
+    """The candidate that finishes the run soonest, counting compile time when compile is chosen by us."""
+    def total_seconds(candidate: tuple[str, str]) -> float:
+        seconds = images / rates[candidate_name(*candidate)]
+        if candidate[1] != "off" and compile_mode == "auto":
+            seconds += compile_seconds or 0.0
+        return seconds
+
+    return min(full, key=total_seconds)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path)
+    except (OSError, VaekitError):  # absent or damaged: measure again
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
+    """Add one entry; a cache that cannot be written only costs a measurement next time."""
+    try:
+        data = _read_cache(path)
+        data[key] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, data)
+    except OSError:
+        pass
