@@ -65,6 +65,10 @@ def train_config_from_args(args: argparse.Namespace, **changes):
 
 
 def _print_run_summary(result) -> None:
+    from vaekit.runtime import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 speaks for all
+        return
     last = result.metrics[-1] if result.metrics else {}
     print(f"run directory: {result.run_dir}")
     if last:
@@ -217,6 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("vaekit: error: not enough memory for this request; use smaller options", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, leave the process group training joined (no-op otherwise, and torch not imported)."""
+    if "vaekit.training.distributed" in sys.modules:
+        sys.modules["vaekit.training.distributed"].shutdown()
 
 
 if __name__ == "__main__":

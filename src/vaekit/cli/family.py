@@ -59,7 +59,11 @@ def cmd_train_family(args: argparse.Namespace) -> int:
 
     if "beta" in explicit_overrides(TrainConfig, args):
         raise ConfigError("beta: use --betas for a family (one member per beta)", param="beta")
+    from vaekit.runtime import is_main_process
+
     result = train_family(train_config_from_args(args), betas=args.betas, out=args.out, progress=not args.quiet)
+    if not is_main_process():  # under torchrun, rank 0 speaks for all
+        return 0
     for member, metrics in _with_metrics(result):
         summary = "" if metrics is None else (
             f"  recon {metrics.recon:.2f}  KL {metrics.kl:.2f}  active units {metrics.active_units}"

@@ -9,6 +9,7 @@ trainer with the default callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -28,8 +29,9 @@ from vaekit.models.spec import ArchSpec
 from vaekit.models.vae import build_model
 from vaekit.runs.run import CHECKPOINT_FILE, parse_metrics_row, read_metrics
 from vaekit.runtime import resolve_device, resolve_precision
+from vaekit.training import distributed
 from vaekit.training.callbacks import Callback, CSVLogger, ProgressBar, StepHook
-from vaekit.training.checkpoint import load_checkpoint
+from vaekit.training.checkpoint import check_world_size, load_checkpoint
 from vaekit.training.config import TrainConfig
 from vaekit.training.trainer import Trainer, TrainResult
 
@@ -57,6 +59,8 @@ def train(
         ``train(out="runs/a", epochs=5, beta=2)``.
     out
         The run directory. It must not hold a run yet, unless ``resume``.
+        Under ``torchrun`` rank 0 alone writes it; ``config.batch_size`` is
+        the global batch, shared by the processes.
     resume
         Continue the run in ``out`` (its saved config is used; ``epochs``,
         ``device`` and ``data_dir`` may be overridden).
@@ -89,27 +93,42 @@ def train(
         config = dataclasses.replace(config or TrainConfig(), **overrides)
         config = _describe_objects(config, model, dataset)
     config.validate()
-    resolve_precision(config.precision, resolve_device(config.device))  # refuse a bad device before writing
-    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    resolve_precision(config.precision, device)  # refuse a bad device before writing
+    # Under torchrun: join the process group (once per process) and refuse a global batch too small to share.
+    distributed.check_batch_size(config.batch_size)
+    distributed.init(distributed.rank_device(device))
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
     network = _build(config, model)
     train_set, test_set = _datasets(config, tuple(network.image_shape), dataset, test_dataset)
-    if not resume:
-        check_new_run_dir(run_dir)
-    # One writer per run directory: a second training with the same out, or a
-    # resume while the run still trains, is refused here.
-    with writer_lock(run_dir):
-        if resume:
-            checkpoint = load_checkpoint(run_dir, model=network, n_train=len(train_set),
-                                         steps_per_epoch=math.ceil(len(train_set) / config.batch_size))
-            if checkpoint is None:
-                raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from")
-            rows = [parse_metrics_row(row) for row in read_metrics(run_dir)]
-            if int(checkpoint["epoch"]) > len(rows):
-                raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: epoch {checkpoint['epoch']} but metrics.csv has "
-                                  f"{len(rows)} rows; the run directory was changed by hand")
-        else:
-            check_new_run_dir(run_dir)  # again, now that no one else can write it
-        remove_stale_temporaries(run_dir)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+
+    with contextlib.ExitStack() as stack:
+        def prepare() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+            # Rank 0 alone checks and writes the run directory; its errors reach every rank (main_first).
+            if not resume:
+                check_new_run_dir(run_dir)
+            # One writer per run directory: a second training with the same out, or a
+            # resume while the run still trains, is refused here.
+            stack.enter_context(writer_lock(run_dir))
+            checkpoint, rows = None, []
+            if resume:
+                checkpoint = load_checkpoint(run_dir, model=network, n_train=len(train_set),
+                                             steps_per_epoch=steps_per_epoch)
+                if checkpoint is None:
+                    raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: no checkpoint to resume from")
+                check_world_size(checkpoint, run_dir / CHECKPOINT_FILE, distributed.world_size())
+                rows = [parse_metrics_row(row) for row in read_metrics(run_dir)]
+                if int(checkpoint["epoch"]) > len(rows):
+                    raise RunDirError(f"{run_dir / CHECKPOINT_FILE}: epoch {checkpoint['epoch']} but metrics.csv "
+                                      f"has {len(rows)} rows; the run directory was changed by hand")
+            else:
+                check_new_run_dir(run_dir)  # again, now that no one else can write it
+            remove_stale_temporaries(run_dir)
+            return checkpoint, rows
+
+        # The checkpoint travels from rank 0 to the others: nodes need not share a file system to resume.
+        checkpoint, rows = distributed.main_first(prepare)
         trainer = Trainer(config, run_dir, network, train_set, test_set,
                           default_callbacks(progress, on_step) + list(callbacks),
                           extra_config={"dataset": _dataset_record(config, train_set, test_set),

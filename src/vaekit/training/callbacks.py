@@ -1,7 +1,7 @@
 """Training callbacks: what the :class:`~vaekit.training.Trainer` tells the outside world.
 
-A callback overrides any of four hooks; the trainer calls them on rank 0 in
-this order::
+A callback overrides any of four hooks; the trainer calls them on rank 0 (on
+every rank for callbacks with ``all_ranks = True``) in this order::
 
     on_train_start(trainer)
     on_step_end(trainer, terms)      # after every optimiser step
@@ -30,7 +30,14 @@ if TYPE_CHECKING:
 
 
 class Callback:
-    """Base class: every hook does nothing."""
+    """Base class: every hook does nothing.
+
+    Under ``torchrun`` hooks run on rank 0 only, unless ``all_ranks`` is true
+    (then on every rank, e.g. to act on one rank in a test).
+    """
+
+    #: Run this callback's hooks on every rank of a distributed run, not only on rank 0.
+    all_ranks: bool = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Called once before the first step (also when resuming)."""

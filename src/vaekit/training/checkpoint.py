@@ -2,7 +2,9 @@
 
 ``RUN/checkpoint.pt`` holds the model, optimiser and grad-scaler states, the
 shuffling generator and every RNG state, the epoch reached and, for a run
-stopped mid-epoch, that epoch's order, step and partial loss sums. It holds
+stopped mid-epoch, that epoch's order, step and partial loss sums. A run
+trained under ``torchrun`` also records ``world_size`` and every rank's RNG
+state (``rng_ranks``; ``rng`` is rank 0's). It holds
 tensors and plain containers only, written atomically and read back with
 ``torch.load(weights_only=True)``, which cannot execute code.
 """
@@ -96,18 +98,43 @@ def validate_checkpoint(payload: Any, path: Path, model: torch.nn.Module | None 
     if payload.get("scaler") is not None and not isinstance(payload["scaler"], dict):
         raise bad(f"scaler must be a mapping, got {type(payload['scaler']).__name__}")
     _check_generator_state(payload["order_rng"], "order_rng", bad)
-    rng = payload["rng"]
-    if not isinstance(rng, dict) or "cpu" not in rng:
-        raise bad("rng must be a mapping with a 'cpu' state")
-    _check_generator_state(rng["cpu"], "rng.cpu", bad)
-    if "cuda" in rng and not (isinstance(rng["cuda"], torch.Tensor) and rng["cuda"].dtype == torch.uint8
-                              and rng["cuda"].dim() == 1):
-        raise bad("rng.cuda must be a 1-D uint8 tensor")
+    _check_rng(payload["rng"], "rng", bad)
+    world = payload.get("world_size", 1)
+    if type(world) is not int or world < 1:
+        raise bad(f"world_size must be a positive integer, got {world!r}")
+    ranks = payload.get("rng_ranks")
+    if ranks is not None:
+        if not isinstance(ranks, list) or len(ranks) != world:
+            raise bad(f"rng_ranks must be a list of {world} RNG states (one per process)")
+        for i, state in enumerate(ranks):
+            _check_rng(state, f"rng_ranks[{i}]", bad)
     epoch = payload["epoch"]
     if type(epoch) is not int or not 0 <= epoch <= MAX_EPOCHS:
         raise bad(f"epoch must be an integer from 0 to {MAX_EPOCHS}, got {epoch!r}")
     _check_epoch_state(payload["epoch_state"], n_train, steps_per_epoch, bad)
     return payload
+
+
+def _check_rng(rng: Any, name: str, bad: Any) -> None:
+    if not isinstance(rng, dict) or "cpu" not in rng:
+        raise bad(f"{name} must be a mapping with a 'cpu' state")
+    _check_generator_state(rng["cpu"], f"{name}.cpu", bad)
+    if "cuda" in rng and not (isinstance(rng["cuda"], torch.Tensor) and rng["cuda"].dtype == torch.uint8
+                              and rng["cuda"].dim() == 1):
+        raise bad(f"{name}.cuda must be a 1-D uint8 tensor")
+
+
+def check_world_size(payload: dict[str, Any], path: Path, world: int) -> None:
+    """Refuse to resume a checkpoint written by another number of training processes (one line).
+
+    Each rank's RNG state and share of every batch depend on the number of
+    processes, so the run would not continue as it started.
+    """
+    saved = int(payload.get("world_size", 1))
+    if saved != world:
+        raise RunDirError(f"{path}: written by {saved} training process{'es' if saved != 1 else ''}, "
+                          f"resumed with {world}; resume with the same number (torchrun --nproc-per-node "
+                          f"and --nnodes)")
 
 
 def _check_model_state(state: Any, model: torch.nn.Module | None, bad: Any) -> None:

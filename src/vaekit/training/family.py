@@ -3,7 +3,9 @@
 :func:`train_family` trains one run per beta into ``OUT/<member>`` (the
 CelebA module docs name them ``vae_model_NN3_w1``, ``_w2``, ``_w3``,
 ``_w5``), skipping finished members and resuming interrupted ones, so the
-same command can be run again after Ctrl-C. It then writes
+same command can be run again after Ctrl-C (under ``torchrun`` the members
+train one after another in one process group, and rank 0 alone writes the
+family's files). It then writes
 ``OUT/family.html``: a table of reconstruction error, KL (the rate), active
 units and test -ELBO against beta, a rate-distortion plot, and per member the
 "prediction from dataset" and "random point in the latent space" figures
@@ -23,6 +25,7 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,8 @@ from vaekit.guard import LOCK_FILE, writer_lock
 from vaekit.models.pretrained import CONFIG_FILE, read_config
 from vaekit.models.spec import get_arch
 from vaekit.runs.run import CHECKPOINT_FILE, METRICS_FILE, read_metrics
+from vaekit.runtime import is_main_process, resolve_device
+from vaekit.training import distributed
 from vaekit.training.api import train
 from vaekit.training.config import TrainConfig
 from vaekit.training.trainer import TrainingInterrupted
@@ -191,20 +196,26 @@ def train_family(
     out = Path(out)
     base = dataclasses.replace(config or TrainConfig(), **overrides)
     plan = _plan(base, betas, out)
-    family = _family_record(base, plan, out)
+    # Under torchrun every member trains in one process group; rank 0 alone writes the family's files,
+    # and its checks and errors reach every rank (distributed.main_first).
+    distributed.init(distributed.rank_device(resolve_device(base.device)))
+    family = distributed.main_first(lambda: _family_record(base, plan, out))
     members = []
-    with writer_lock(out, what="family"):  # one process writes a family at a time
+    with contextlib.ExitStack() as stack:
+        # One process writes a family at a time.
+        distributed.main_first(lambda: stack.enter_context(writer_lock(out, what="family")), broadcast_result=False)
         for index, (beta, name) in enumerate(plan, start=1):
             run_dir = out / name
             if progress:
                 _say(f"[{index}/{len(plan)}] {name} (beta = {beta:g})")
             status = _train_member(dataclasses.replace(base, beta=beta), run_dir, out, progress, on_step)
             members.append(FamilyMember(name, beta, run_dir, status))
-            write_json(out / FAMILY_FILE, family)  # after the first success only, then idempotent
+            # After the first success only, then idempotent.
+            distributed.main_first(lambda: write_json(out / FAMILY_FILE, family), broadcast_result=False)
             if progress and status == "complete":
                 _say(f"{name}: already complete, left as is")
-        report = write_family_report(out)
-    return FamilyResult(out, members, family_metrics(out), report, out / RATE_DISTORTION_FILE)
+        report, metrics = distributed.main_first(lambda: (write_family_report(out), family_metrics(out)))
+    return FamilyResult(out, members, metrics, report, out / RATE_DISTORTION_FILE)
 
 
 def _plan(base: TrainConfig, betas: Sequence[float], out: Path) -> list[tuple[float, str]]:
@@ -260,9 +271,7 @@ def _train_member(
     on_step: Callable[[str, int, int], None] | None,
 ) -> str:
     """Train, resume or skip one member; return what was done."""
-    state = _member_state(run_dir, config.epochs)
-    if state in ("complete", "resume"):
-        _check_same_recipe(run_dir, config)
+    state = distributed.main_first(lambda: _checked_member_state(run_dir, config))
     if state == "complete":
         return state
     step = None if on_step is None else (lambda epoch, i: on_step(run_dir.name, epoch, i))
@@ -270,12 +279,20 @@ def _train_member(
         if state == "resume":
             train(out=run_dir, resume=True, progress=progress, on_step=step, **config.to_dict())
             return "resumed"
-        if state == "restart":
-            _refuse_unfinished(run_dir)
         train(config, out=run_dir, progress=progress, on_step=step)
         return "trained"
     except TrainingInterrupted:
         raise FamilyInterrupted(run_dir, out) from None
+
+
+def _checked_member_state(run_dir: Path, config: TrainConfig) -> str:
+    """What to do with a member (see :func:`_member_state`), refusing other settings and unfinished runs."""
+    state = _member_state(run_dir, config.epochs)
+    if state in ("complete", "resume"):
+        _check_same_recipe(run_dir, config)
+    if state == "restart":
+        _refuse_unfinished(run_dir)
+    return state
 
 
 def _member_state(run_dir: Path, epochs: int) -> str:
@@ -312,6 +329,8 @@ def _refuse_unfinished(run_dir: Path) -> None:
 def _say(message: str) -> None:
     from tqdm.auto import tqdm
 
+    if not is_main_process():
+        return
     tqdm.write(message)
 
 

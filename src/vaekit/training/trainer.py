@@ -47,6 +47,7 @@ from vaekit.errors import VaekitError
 from vaekit.files import read_json, write_json
 from vaekit.models.losses import LossTerms, vae_loss
 from vaekit.models.pretrained import save_model
+from vaekit.models.vae import to_channels_last
 from vaekit.runtime import (
     autocast_context,
     is_main_process,
@@ -177,7 +178,7 @@ class Trainer:
         self.precision = self.speed.precision
         self.model = model.to(self.device)
         if config.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            to_channels_last(self.model)
         self.train_set, self.test_set = train_set, test_set
         self.callbacks = [c for c in callbacks if c is not None]
         self.extra_config = extra_config or {}
