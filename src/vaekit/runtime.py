@@ -1,8 +1,9 @@
 """Where and in which precision models run: devices, autocast, CPU features.
 
 One owner for the choice of device (``auto`` picks cuda, then mps, then cpu)
-and precision (``auto`` picks bf16 or fp16 on GPUs, bf16 on CPUs with AMX,
-else fp32), used by training and by every command that runs a model.
+and precision (``auto`` picks bf16 or fp16 on GPUs, else fp32; training
+measures instead, see :mod:`vaekit.training.tuning`), used by training and by
+every command that runs a model.
 """
 
 from __future__ import annotations
@@ -41,29 +42,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX tiles, the only CPU feature that makes bf16 training faster.
-
-    With AVX512-BF16 alone (no AMX), measured bf16 matrix products run at
-    half the float32 speed (``benchmarks/train_throughput.py``).
-    """
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
-            return any(line.startswith("flags") and "amx_bf16" in line for line in handle)
-    except OSError:
-        return False
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """Pick the fastest precision that trains as well as float32 on ``device``."""
+    """The precision to run a model in on ``device``; ``"auto"`` is bf16 (else fp16) on GPUs, float32 elsewhere.
+
+    Training resolves ``"auto"`` by measurement instead
+    (:func:`vaekit.training.tuning.choose_speed`): which precision is faster
+    on a CPU depends on the CPU, and no feature flag predicts it.
+    """
     if precision != "auto":
         if precision == "fp16" and device.type == "cpu":
             raise ConfigError("precision fp16 is for GPUs; use bf16 or fp32 on the CPU", param="precision")
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_amx():
-        return "bf16"
     return "fp32"
 
 

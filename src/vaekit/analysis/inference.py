@@ -207,10 +207,9 @@ class Inference:
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:
-    for parameter in model.parameters():
-        if parameter.dim() == 4:
-            return parameter.is_contiguous(memory_format=torch.channels_last) and not parameter.is_contiguous()
-    return False
+    # Any 4-D weight will do (a single-channel first convolution stays NCHW, see to_channels_last).
+    return any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+               for p in model.parameters())
 
 
 def inference_for(model: torch.nn.Module | Inference | object, precision: str = "fp32") -> Inference:

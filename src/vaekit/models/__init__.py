@@ -17,10 +17,16 @@ from vaekit.models.spec import (
     ConvLayer,
     get_arch,
 )
-from vaekit.models.vae import VAE, VAEOutput, build_model, count_parameters
+from vaekit.models.vae import (
+    VAE,
+    VAEOutput,
+    build_model,
+    count_parameters,
+    to_channels_last,
+)
 
 __all__ = [
     "ARCHITECTURES", "FASHION28", "INITS", "NN3_128", "RECONSTRUCTIONS", "VAE", "ArchSpec", "ConvLayer",
-    "LossTerms", "VAEOutput", "build_model", "count_parameters", "get_arch", "initialize_weights",
+    "LossTerms", "VAEOutput", "build_model", "count_parameters", "to_channels_last", "get_arch", "initialize_weights",
     "kl_divergence", "load", "reconstruction_nll", "save_model", "save_pretrained", "vae_loss",
 ]

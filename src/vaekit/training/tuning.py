@@ -36,6 +36,7 @@ from vaekit.data.cache import cache_root
 from vaekit.errors import VaekitError
 from vaekit.files import read_json, write_json
 from vaekit.models.losses import vae_loss
+from vaekit.models.vae import to_channels_last
 from vaekit.runtime import autocast_context, resolve_precision
 
 #: Timed steps per candidate and round (best of ROUNDS rounds), after WARMUP_STEPS untimed ones.
@@ -179,7 +180,7 @@ def measure_rates(model: torch.nn.Module, device: torch.device, batch_size: int,
 
 def _copy(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
     trial = copy.deepcopy(model).to(device).train()
-    return trial.to(memory_format=torch.channels_last) if channels_last else trial
+    return to_channels_last(trial) if channels_last else trial
 
 
 def _trial_step(model: torch.nn.Module, device: torch.device, batch_size: int, precision: str,
