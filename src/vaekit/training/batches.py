@@ -148,21 +148,25 @@ class StreamedBatches:
         stop = threading.Event()
         done = object()
 
+        def offer(item: object) -> bool:
+            # Wait for room, but give up once the consumer has gone: a blocking
+            # put would leave this thread (and its batches) alive for good.
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce() -> None:
             try:
                 for index in step_indices(order.cpu(), start_step, batch_size, rank, world_size):
-                    item = self._to_device(self._gather(index))
-                    while not stop.is_set():
-                        try:
-                            ready.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not offer(self._to_device(self._gather(index))):
                         return
-                ready.put(done)
+                offer(done)
             except BaseException as error:  # noqa: BLE001 - handed to the training thread
-                ready.put(error)
+                offer(error)
 
         worker = threading.Thread(target=produce, name="vaekit-prefetch", daemon=True)
         worker.start()
