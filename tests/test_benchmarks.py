@@ -1,0 +1,96 @@
+"""benchmarks/flops.py and benchmarks/gpu_throughput.py: FLOP counts, and a tiny CPU run of every section."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_throughput.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from flops import cpu_name, peak_for_name, training_flops_per_image  # noqa: E402
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    # The tuner's and the datasets' caches go to the test's folder, never the user's.
+    return {**os.environ, "VAEKIT_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.parametrize("arch, expected", [("fashion28", 145e6), ("nn3-128", 2.33e9)])
+def test_training_flops_per_image_match_the_issue(arch, expected):
+    from vaekit.models import build_model
+
+    flops = training_flops_per_image(build_model(arch))
+    assert abs(flops - expected) / expected < 0.10, flops
+
+
+def test_peak_table_and_cpu_name():
+    assert peak_for_name("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_for_name("NVIDIA H100 80GB HBM3", "fp32") == 67e12
+    assert peak_for_name("NVIDIA H200") == 989e12
+    assert peak_for_name("NVIDIA H100 PCIe") == 756e12
+    assert peak_for_name("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_for_name("Tesla T4") is None
+    info = cpu_name()
+    assert info["model"] and isinstance(info["flags"], list)
+
+
+def test_cuda_without_gpu_says_so_and_exits_0(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "none.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cuda", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[0] == \
+        "no GPU on this machine (torch.cuda.is_available() is False); nothing measured"
+    report = json.loads(out.read_text())
+    assert report["measured"] is False and "no GPU" in report["reason"]
+
+
+def test_smoke_run_on_cpu(tmp_path, fashion_mnist_dir):
+    out = tmp_path / "smoke.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--smoke", "--out", str(out),
+                           "--scratch", str(tmp_path / "scratch"), "--fashion-dir", str(fashion_mnist_dir)],
+                          capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path), timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["measured"] is True and report["device"] == "cpu"
+    assert report["torch_version"] and report["settings"]["smoke"] is True
+    assert report["ceilings"]["mfu_peak"] > 0 and "measured matmul" in report["ceilings"]["mfu_peak_is"]
+
+    rows = report["throughput"]
+    assert {(r["arch"], r["variant"]) for r in rows} == {
+        (a, v) for a in ("fashion28", "nn3-128") for v in ("vaekit default", "fp32 eager")}
+    for row in rows:
+        assert "error" not in row, row
+        for key in ("images_per_s_median", "images_per_s_best", "mfu", "tflops_per_s", "flops_per_image"):
+            assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+        if row["variant"] == "vaekit default":
+            assert row["speed"]["precision"] == row["precision"] and row["speed"]["how"]
+
+    celeba = report["celeba_epoch"]
+    assert [r["data_placement"] for r in celeba["runs"]] == ["resident", "stream"]
+    for run in celeba["runs"]:
+        assert "error" not in run, run
+        assert run["images_per_s"] > 0 and math.isfinite(run["epoch_s"]) and math.isfinite(run["test_elbo"])
+        assert run["resolved"]["data_placement"] == run["data_placement"]
+    assert not Path(celeba["file"]).exists()  # the synthetic cache is removed unless --keep-cache
+
+    seed = report["seed_run"]
+    assert "error" not in seed and "skipped" not in seed, seed
+    assert seed["wall_s"] > 0 and math.isfinite(seed["final_test_elbo"])
+
+    targets = {t["target"]: t for t in report["targets"]}
+    assert len(targets) == 4
+    assert targets["nn3-128 training >= 30,000 img/s"]["pass"] is False
+    assert "d. targets from the issue" in done.stdout
