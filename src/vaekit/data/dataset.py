@@ -127,7 +127,9 @@ class ImageDataset(Dataset):
         Returns
         -------
         ImageDataset
-            A copy; labels keep their original class ids.
+            Labels keep their original class ids. The images of a contiguous
+            slice are a view of this dataset's (no copy, so a memory-mapped
+            dataset stays on disk); any other selection copies them.
 
         Raises
         ------
@@ -139,8 +141,10 @@ class ImageDataset(Dataset):
         if len(self) and not len(images):
             raise ConfigError(f"subset: the selection is empty; dataset {self.name!r} ({self.split}) "
                               "needs at least one image", param="subset")
+        # A slice of a memory-mapped dataset stays a view: nothing is read until it is used,
+        # so a hold-out split or train_limit of a dataset larger than memory costs no RAM.
         return ImageDataset(
-            images=images.clone(),
+            images=images if isinstance(idx, slice) and idx.step in (None, 1) else images.clone(),
             labels=self.labels[idx].clone(),
             class_names=self.class_names,
             name=self.name,

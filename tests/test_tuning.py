@@ -1,0 +1,133 @@
+"""Speed settings chosen by measurement (vaekit.training.tuning)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vaekit.errors import ConfigError
+from vaekit.models.vae import build_model, to_channels_last
+from vaekit.training import tuning
+from vaekit.training.tuning import SpeedChoice, candidates, choose_speed, measure_rates
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("fashion28")
+
+
+def test_explicit_settings_are_used_as_given_without_measuring(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "measure_rates", lambda *a, **k: pytest.fail("measured"))
+    choice = choose_speed(model, CPU, "bf16", "off", 32, 10**6, cache_dir=tmp_path)
+    assert (choice.precision, choice.compile, choice.how) == ("bf16", "off", "given")
+
+
+def test_a_run_too_short_to_measure_takes_the_rule(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "measure_rates", lambda *a, **k: pytest.fail("measured"))
+    choice = choose_speed(model, CPU, "auto", "auto", 32, total_steps=5, cache_dir=tmp_path)
+    assert (choice.precision, choice.compile, choice.how) == ("fp32", "off", "rule")
+
+
+def test_fp16_on_a_cpu_is_refused_before_any_work(model, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        choose_speed(model, CPU, "fp16", "auto", 32, 10**6, cache_dir=tmp_path)
+    assert error.value.param == "precision"
+
+
+def test_measurement_times_real_steps_keeps_the_fastest_and_caches_it(model, tmp_path, monkeypatch):
+    calls = []
+    real = tuning.measure_rates
+
+    def spy(*args, **kwargs):
+        calls.append(args[3])
+        return real(*args, **{**kwargs, "rounds": 1, "steps": 1, "warmup": 1})
+
+    monkeypatch.setattr(tuning, "measure_rates", spy)
+    before = [p.detach().clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    first = choose_speed(model, CPU, "auto", "auto", 8, total_steps=100, cache_dir=tmp_path, measure=True)
+    assert first.how == "measured" and calls == [[("fp32", "off"), ("bf16", "off")]]
+    assert set(first.images_per_s) == {"fp32", "bf16"} and all(v > 0 for v in first.images_per_s.values())
+    assert first.precision == max(first.images_per_s, key=first.images_per_s.get) and first.compile == "off"
+    # The model and the global RNG are untouched: measurement runs on copies.
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert torch.equal(rng, torch.get_rng_state())
+    # The cache answers next time, even for a short run, with the same choice.
+    again = choose_speed(model, CPU, "auto", "auto", 8, total_steps=5, cache_dir=tmp_path)
+    assert again.how == "cached" and again.precision == first.precision and len(calls) == 1
+    saved = json.loads((tmp_path / tuning.CACHE_FILE).read_text())
+    assert first.key in saved and "torch " + torch.__version__ in first.key
+    # Another batch size is another key, measured again.
+    assert choose_speed(model, CPU, "auto", "auto", 4, 100, cache_dir=tmp_path, measure=True).how == "measured"
+
+
+def test_a_damaged_cache_only_costs_a_measurement(model, tmp_path, monkeypatch):
+    (tmp_path / tuning.CACHE_FILE).write_text("{not json")
+    monkeypatch.setattr(tuning, "measure_rates", lambda m, d, b, runs, *a, **k: ({"fp32": 10.0, "bf16": 20.0}, 0.0))
+    choice = choose_speed(model, CPU, "auto", "off", 8, 10**4, cache_dir=tmp_path, measure=True)
+    assert (choice.precision, choice.how) == ("bf16", "measured")
+    assert json.loads((tmp_path / tuning.CACHE_FILE).read_text())[choice.key]["images_per_s"]["bf16"] == 20.0
+
+
+@pytest.mark.parametrize("compiled_rate, expected", [(400.0, "on"), (110.0, "off")])
+def test_compile_is_chosen_only_when_its_gain_over_the_run_pays_for_compiling(
+        model, tmp_path, monkeypatch, compiled_rate, expected):
+    """100 img/s eager; compiling takes 60 s: worth it at 400 img/s over a long run, not at 110."""
+    def fake(m, d, b, runs, *a, **k):
+        rates = {"fp32": 100.0, "bf16": 50.0, "fp32+on": compiled_rate}
+        return {tuning.candidate_name(*r): rates[tuning.candidate_name(*r)] for r in runs}, \
+            (60.0 if any(c != "off" for _, c in runs) else 0.0)
+
+    monkeypatch.setattr(tuning, "measure_rates", fake)
+    steps = 2000  # 2000 x 10 images at 100 img/s: 200 s eager, longer than MIN_SECONDS_TO_COMPILE below
+    monkeypatch.setattr(tuning, "MIN_SECONDS_TO_COMPILE", 100.0)
+    choice = choose_speed(model, CPU, "auto", "auto", 10, steps, cache_dir=tmp_path, measure=True)
+    assert choice.precision == "fp32" and choice.compile == expected
+    assert "bf16+on" not in choice.images_per_s  # compile is tried with the fastest precision only
+    assert choice.compile_seconds == 60.0
+
+
+def test_a_short_run_never_pays_for_measuring_compile(model, tmp_path, monkeypatch):
+    def fake(m, d, b, runs, *a, **k):
+        assert all(c == "off" for _, c in runs), "compile measured for a short run"
+        return {tuning.candidate_name(*r): 100.0 for r in runs}, 0.0
+
+    monkeypatch.setattr(tuning, "measure_rates", fake)
+    assert choose_speed(model, CPU, "auto", "auto", 10, 500, cache_dir=tmp_path, measure=True).compile == "off"
+
+
+def test_candidates_per_device():
+    assert candidates("auto", "off", CPU, with_compile=False) == [("fp32", "off"), ("bf16", "off")]
+    assert candidates("auto", "auto", CPU, with_compile=True) == [
+        ("fp32", "off"), ("fp32", "on"), ("bf16", "off"), ("bf16", "on")]
+    assert candidates("fp32", "cudagraphs", CPU, with_compile=True) == [("fp32", "cudagraphs")]
+    assert candidates("auto", "auto", torch.device("mps"), with_compile=False) == [("fp32", "off")]
+
+
+def test_compiled_candidates_really_compile_and_train(tmp_path):
+    """The compile path (the default on GPUs when it measures faster) runs here on the CPU too."""
+    small = build_model("fashion28")
+    rates, seconds = measure_rates(small, CPU, 4, [("fp32", "on")], rounds=1, steps=1, warmup=1)
+    assert rates["fp32+on"] > 0 and seconds > 0
+
+
+def test_single_channel_convolutions_stay_nchw_the_rest_goes_channels_last():
+    model = to_channels_last(build_model("fashion28"))
+    first, second = model.encoder[0], model.encoder[2]
+    assert first.in_channels == 1 and first.weight.is_contiguous()
+    assert second.weight.is_contiguous(memory_format=torch.channels_last) and not second.weight.is_contiguous()
+
+
+def test_training_records_the_choice_in_config_json(tmp_path, fashion_mnist_dir):
+    import vaekit
+
+    result = vaekit.train(out=tmp_path / "run", data_dir=str(fashion_mnist_dir), epochs=1, train_limit=64,
+                          test_limit=32, batch_size=32, progress=False)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    speed = config["resolved"]["speed"]
+    assert SpeedChoice(**speed).how in ("rule", "cached", "measured")
+    assert config["resolved"]["precision"] == speed["precision"] and config["resolved"]["compile"] == speed["compile"]
