@@ -1,8 +1,8 @@
 """Distributed training under torchrun, on the CPU with gloo.
 
 Every run here is started with ``python -m torch.distributed.run`` (the same
-as ``torchrun``) in subprocesses, on a small Fashion-MNIST subset: 512
-training images in global batches of 64 (8 steps per epoch), 2 epochs.
+as ``torchrun``) in subprocesses, on a small Fashion-MNIST subset: 256
+training images in global batches of 32 (8 steps per epoch), 2 epochs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from vaekit.errors import RunDirError
 
-EPOCHS, BATCH = 2, 64
+EPOCHS, BATCH, TRAIN, TEST = 2, 32, 256, 64
 RUN_FILES = {"config.json", "metrics.csv", "model.safetensors", "checkpoint.pt", "reconstructions.png",
              "samples.png"}
 
@@ -35,13 +35,13 @@ def _env() -> dict[str, str]:
 
 
 def _settings(data_dir: Path) -> list[str]:
-    return ["--dataset", "fashion-mnist", "--data-dir", str(data_dir), "--train-limit", "512", "--test-limit", "128",
+    return ["--dataset", "fashion-mnist", "--data-dir", str(data_dir), "--train-limit", str(TRAIN), "--test-limit", str(TEST),
             "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--compile", "off", "--precision", "fp32",
             "--seed", "0", "--quiet"]
 
 
 def _config(data_dir: Path) -> dict:
-    return dict(dataset="fashion-mnist", data_dir=str(data_dir), train_limit=512, test_limit=128, epochs=EPOCHS,
+    return dict(dataset="fashion-mnist", data_dir=str(data_dir), train_limit=TRAIN, test_limit=TEST, epochs=EPOCHS,
                 batch_size=BATCH, compile="off", precision="fp32", seed=0)
 
 
@@ -87,14 +87,20 @@ def _check_run_dir(run: Path) -> None:
     assert checkpoint["world_size"] == 2 and len(checkpoint["rng_ranks"]) == 2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_process_run(tmp_path_factory, fashion_mnist_dir) -> Path:
-    """A 2-process run on one machine, through the CLI."""
-    out = tmp_path_factory.mktemp("dist") / "two"
-    done = _torchrun("-m", "vaekit", "train", *_settings(fashion_mnist_dir), "--out", str(out))
-    assert done.returncode == 0, done.stdout + done.stderr
-    # Rank 0 alone reports.
-    assert done.stdout.count("run directory:") == 1, done.stdout
+    """A 2-process run on one machine, through the CLI (trained once, whichever pytest worker asks first)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every xdist worker
+    out = shared / "distributed-two-process-run"
+    with FileLock(str(shared / "distributed-two-process-run.lock")):
+        if not (out / "samples.png").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            done = _torchrun("-m", "vaekit", "train", *_settings(fashion_mnist_dir), "--out", str(out))
+            assert done.returncode == 0, done.stdout + done.stderr
+            # Rank 0 alone reports.
+            assert done.stdout.count("run directory:") == 1, done.stdout
     return out
 
 
@@ -103,11 +109,10 @@ def test_two_processes_train_as_one(two_process_run, tmp_path, fashion_mnist_dir
 
     _check_run_dir(two_process_run)
     one = train(TrainConfig(**_config(fashion_mnist_dir)), out=tmp_path / "one", progress=False).run_dir
-    # Each rank draws its own reparameterisation noise, so the runs agree closely, not bit for bit.
-    for name, tolerance in (("train_loss", 0.03), ("test_elbo", 0.05)):
-        for single, double in zip(_column(one, name), _column(two_process_run, name)):
-            assert abs(single - double) <= tolerance * abs(single), (name, single, double)
-    assert _max_weight_difference(one, two_process_run) < 0.1
+    # The same images, noise and gradients; only the order of float additions differs.
+    for name in ("train_loss", "train_recon", "train_kl", "test_elbo"):
+        assert _column(two_process_run, name) == pytest.approx(_column(one, name), rel=1e-3), name
+    assert _max_weight_difference(one, two_process_run) < 1e-3
 
 
 def test_two_nodes_on_one_machine(two_process_run, tmp_path, fashion_mnist_dir):
@@ -184,12 +189,15 @@ def test_resume_with_another_world_size_is_refused(two_process_run, tmp_path):
     assert "2 training processes" in message and "resumed with 1" in message
 
 
-def test_batch_smaller_than_world_is_refused(tmp_path, fashion_mnist_dir):
+def test_batch_smaller_than_world_is_refused(tmp_path, fashion_mnist_dir, monkeypatch, capsys):
+    from vaekit.cli import main
+
+    # What each rank of `torchrun --nproc-per-node 2` sees; refused before joining the process group.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
     settings = _settings(fashion_mnist_dir)
     settings[settings.index("--batch-size") + 1] = "1"
-    done = _torchrun("-m", "vaekit", "train", *settings, "--out", str(tmp_path / "run"))
-    assert done.returncode != 0
-    lines = [line for line in done.stderr.splitlines() if line.startswith("vaekit: error:")]
-    assert len(lines) == 2, done.stderr  # one line per rank, the same line
-    assert lines[0] == lines[1] and "--batch-size 1" in lines[0] and "2 training processes" in lines[0]
+    assert main(["train", *settings, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vaekit: error: --batch-size 1 is smaller than the 2 training")
     assert not (tmp_path / "run").exists()

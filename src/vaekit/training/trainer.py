@@ -27,6 +27,7 @@ trainer from names (``arch="fashion28"``) or objects.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import signal
@@ -110,16 +111,18 @@ def prepare_images(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def train_step(model, optimizer, scaler, x: torch.Tensor, beta: float, config: TrainConfig,
-               device: torch.device, precision: str, loss_scale: float = 1.0) -> LossTerms:
+               device: torch.device, precision: str, loss_scale: float = 1.0,
+               noise: torch.Tensor | None = None) -> LossTerms:
     """One optimiser step on batch ``x``; returns the :class:`~vaekit.models.losses.LossTerms`.
 
     ``loss_scale`` multiplies the loss that is differentiated (not the terms
     returned): under DDP, which averages gradients over ranks, a rank's mean
     loss times ``local_n * world / global_n`` makes that average the gradient
-    of the global batch's mean loss.
+    of the global batch's mean loss. ``noise`` is the reparameterisation
+    noise (default: drawn by the model).
     """
     with autocast_context(device, precision):
-        output = model(x)
+        output = model(x) if noise is None else model(x, noise=noise)
     # The loss is computed in float32 whatever the autocast precision.
     terms = vae_loss(output.logits, x, output.z_mean, output.z_log_var, beta, config.recon, config.gaussian_sigma)
     optimizer.zero_grad(set_to_none=True)
@@ -187,7 +190,10 @@ class Trainer:
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.compile = self.speed.compile
         self.step_model = compile_model(self._parallel(self.model), self.compile)
-        if self.world > 1:  # same weights everywhere (built with one seed); each rank its own noise
+        # Under torchrun every rank draws the global batch's noise from the same generator state and keeps its
+        # share, so N processes train as one does. Models whose forward takes no noise draw their own, per rank.
+        self._shared_noise = self.world > 1 and "noise" in inspect.signature(self.model.forward).parameters
+        if self.world > 1 and not self._shared_noise:
             torch.manual_seed(config.seed + self.rank)
         self._stop = False  # a stop signal arrived on this rank (distributed runs only)
         self._first_signal: float | None = None
@@ -221,7 +227,7 @@ class Trainer:
                 for batch in self.batches.epoch(self.order, self.step, self.config.batch_size, self.rank, self.world):
                     x = prepare_images(batch, self.config.channels_last)
                     terms = train_step(self.step_model, self.optimizer, self.scaler, x, self.beta(), self.config,
-                                       self.device, self.precision, self._loss_scale(len(x)))
+                                       self.device, self.precision, self._loss_scale(len(x)), self._noise())
                     if len(x):  # a rank's share of a short last batch may be empty (its mean loss is nan)
                         self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(),
                                                   terms.kl.detach()]) * len(x)
@@ -276,6 +282,14 @@ class Trainer:
             return 1.0
         global_n = min(self.config.batch_size, len(self.train_set) - self.step * self.config.batch_size)
         return local_n * self.world / global_n
+
+    def _noise(self) -> torch.Tensor | None:
+        """This rank's rows of the global batch's reparameterisation noise (None: the model draws it)."""
+        if not self._shared_noise:
+            return None
+        global_n = min(self.config.batch_size, len(self.train_set) - self.step * self.config.batch_size)
+        noise = torch.randn(global_n, int(self.model.latent_dim), device=self.device)
+        return noise[self.rank::self.world]
 
     def _check_all_ranks(self, stops: bool) -> None:
         """One all-reduce of the divergence and stop flags: every rank raises, or stops, at the same step."""
