@@ -70,7 +70,7 @@ CELEBA_IMAGES = 162_770
 CELEBA_SHAPE = (3, 128, 128)
 TARGETS = {"nn3-128 images/s": 30_000.0, "celeba epoch seconds": 5.5, "seed run seconds": 60.0}
 NO_GPU = "no GPU on this machine (torch.cuda.is_available() is False); nothing measured"
-SMOKE = {"fashion_batches": [16], "nn3_batches": [1], "steps": 2, "repeats": 2, "warmup": 1,
+SMOKE = {"fashion_batches": [4], "nn3_batches": [1], "steps": 1, "repeats": 2, "warmup": 1,
          "celeba_images": 16, "celeba_test": 4, "celeba_batch": 16, "seed_epochs": 1, "seed_train_limit": 128,
          "seed_test_limit": 64, "matmul_n": 512}
 
