@@ -55,10 +55,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from flops import cpu_name, measured_matmul_flops, peak_flops, training_flops_per_image  # noqa: E402
+import numpy as np
+import torch
+from flops import cpu_name, measured_matmul_flops, peak_flops, training_flops_per_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("throughput", "celeba_epoch", "seed_run")
@@ -179,9 +178,7 @@ def time_training(arch: str, batch_size: int, precision: str, compile_mode: str,
               "images_per_s_rounds": [round(r, 1) for r in rates], "warmup_s": round(warmup_s, 2)}
     if device.type == "cuda":
         result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-    del model, optimizer, step_model, images
-    free_memory(device)
-    return result
+    return result  # the model, optimiser and images go with this frame; free_memory() runs before the next
 
 
 def tuner_choice(arch: str, batch_size: int, device: torch.device, run_images: int,
