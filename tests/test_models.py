@@ -104,3 +104,19 @@ def test_a_spec_whose_decoder_cannot_reach_the_input_size_is_rejected():
     )
     with pytest.raises(ConfigError, match="decoder produces"):
         vaekit.build_model(spec=spec)
+
+
+def test_the_latent_path_stays_float32_under_bf16_autocast():
+    """A 2-D latent rounded to bf16 costs ELBO: the heads, the sample and the layer reading z run in float32."""
+    model = build_model("fashion28")
+    x = torch.rand(4, 1, 28, 28)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        first_decoder_output = model.decoder[0](out.z.float())
+    assert out.z_mean.dtype == out.z_log_var.dtype == out.z.dtype == torch.float32
+    assert out.logits.dtype == torch.bfloat16  # the convolutions still run in bf16
+    reference = model.decoder[0](out.z)  # outside autocast: float32
+    assert first_decoder_output.dtype == torch.bfloat16 and reference.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model.decode_logits(out.z)
+    torch.testing.assert_close(logits.float(), model.decode_logits(out.z), atol=0.5, rtol=0.05)
