@@ -40,7 +40,9 @@ class TrainConfig:
         "help": "latent size (default: the architecture's, 2 for fashion28)", "metavar": "N"})
     beta: float = field(default=1.0, metadata={"help": "weight of the KL term (beta-VAE)"})
     epochs: int = field(default=10, metadata={"help": "training epochs", "metavar": "N"})
-    batch_size: int = field(default=128, metadata={"help": "images per optimiser step", "metavar": "N"})
+    batch_size: int = field(default=128, metadata={
+        "help": "images per optimiser step: the global batch, shared by all processes under torchrun",
+        "metavar": "N"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     seed: int = field(default=0, metadata={"help": "random seed (initial weights, shuffling, sampling)"})
     kl_warmup_epochs: float = field(default=0.0, metadata={
