@@ -195,9 +195,9 @@ def _datasets(config: TrainConfig, image_shape: tuple[int, ...], dataset: Any,
     if config.exclude_classes:
         train_set = train_set.exclude_classes(config.exclude_classes)
     if config.train_limit:
-        train_set = train_set.subset(torch.arange(min(config.train_limit, len(train_set))))
+        train_set = train_set.subset(slice(0, config.train_limit))
     if config.test_limit:
-        test_set = test_set.subset(torch.arange(min(config.test_limit, len(test_set))))
+        test_set = test_set.subset(slice(0, config.test_limit))
     if tuple(train_set.image_shape) != tuple(image_shape):
         raise ConfigError(
             f"dataset '{config.dataset}' has images of shape {tuple(train_set.image_shape)} (C, H, W), "
