@@ -132,12 +132,13 @@ def ceilings(device: torch.device, matmul_n: int | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------- a. throughput
 
 def time_training(arch: str, batch_size: int, precision: str, compile_mode: str, device: torch.device,
-                  steps: int, repeats: int, warmup: int, channels_last: bool = True) -> dict[str, Any]:
-    """Steady-state img/s of the trainer's step (resident uint8 batches, index_select, fused Adam)."""
-    from vaekit.models import build_model
+                  steps: int, repeats: int, warmup: int, channels_last: bool = True,
+                  fused: bool = True) -> dict[str, Any]:
+    """Steady-state img/s of the trainer's step (resident uint8 batches, index_select, Adam fused or not)."""
+    from vaekit.models import build_model, to_channels_last
     from vaekit.training.config import TrainConfig
-    from vaekit.training.trainer import make_optimizer, prepare_images, train_step
-    from vaekit.training.tuning import compile_model
+    from vaekit.training.trainer import prepare_images, train_step
+    from vaekit.training.tuning import compile_model, make_optimizer
 
     free_memory(device)
     if compile_mode != "off":
@@ -147,8 +148,8 @@ def time_training(arch: str, batch_size: int, precision: str, compile_mode: str,
                          precision=precision, compile=compile_mode)
     model = build_model(arch).to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config, device)
+        to_channels_last(model)
+    optimizer = make_optimizer(model, config.lr, fused)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step_model = compile_model(model, compile_mode)
     pool = 4 * batch_size  # rotate over 4 batches' worth of random images, gathered as the trainer does
@@ -210,8 +211,9 @@ def run_throughput(args: argparse.Namespace, device: torch.device, peak: float) 
             except Exception as error:  # noqa: BLE001 - out of memory at a large batch, say
                 speed = {"precision": "bf16" if device.type == "cuda" else "fp32", "compile": "off",
                          "how": "tuner failed", "error": repr(error)[:300]}
-            variants = [("vaekit default", speed["precision"], speed["compile"]), ("fp32 eager", "fp32", "off")]
-            for variant, precision, compile_mode in variants:
+            variants = [("vaekit default", speed["precision"], speed["compile"], speed.get("fused", True)),
+                        ("fp32 eager", "fp32", "off", False)]
+            for variant, precision, compile_mode, fused in variants:
                 row: dict[str, Any] = {"arch": arch, "batch_size": batch_size, "variant": variant,
                                        "precision": precision, "compile": compile_mode, "channels_last": True,
                                        "flops_per_image": flops, "steps": args.steps, "repeats": args.repeats,
@@ -221,7 +223,7 @@ def run_throughput(args: argparse.Namespace, device: torch.device, peak: float) 
                     row["tuner_run_images"] = run_images
                 try:
                     row.update(time_training(arch, batch_size, precision, compile_mode, device,
-                                             args.steps, args.repeats, args.warmup))
+                                             args.steps, args.repeats, args.warmup, fused=fused))
                     row["tflops_per_s"] = row["images_per_s_median"] * flops / 1e12
                     row["mfu"] = row["images_per_s_median"] * flops / peak
                     row["mfu_best"] = row["images_per_s_best"] * flops / peak

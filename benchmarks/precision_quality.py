@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    import vaekit
     from flops import cpu_name
+
+    import vaekit
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

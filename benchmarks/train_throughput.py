@@ -6,9 +6,9 @@ this measures steady-state training images/s of
 * ``vaekit default``: the trainer's own step with the settings ``vaekit
   train`` picks on this machine (``precision`` and ``compile`` ``auto``, chosen
   by :func:`vaekit.training.tuning.choose_speed` for a realistic run length;
-  channels-last, fused Adam);
+  channels-last, fused Adam where it measures faster);
 * ``vaekit fp32`` and ``vaekit bf16``: the same step forced to one precision,
-  eager;
+  eager, unfused Adam;
 * ``keras float32`` and ``keras mixed_bfloat16``: ``benchmarks/keras_reference.py``
   under each Keras dtype policy, in its own virtualenv (``python3 -m venv
   .venv-keras && .venv-keras/bin/pip install tensorflow-cpu keras``). Keras
@@ -60,8 +60,8 @@ def measure_torch(arch: str, batch_size: int, steps: int, precision: str, device
     from vaekit.models import build_model, count_parameters, to_channels_last
     from vaekit.runtime import resolve_device
     from vaekit.training.config import TrainConfig
-    from vaekit.training.trainer import make_optimizer, prepare_images, train_step
-    from vaekit.training.tuning import choose_speed, compile_model
+    from vaekit.training.trainer import prepare_images, train_step
+    from vaekit.training.tuning import choose_speed, compile_model, make_optimizer
 
     torch.manual_seed(0)
     device_ = resolve_device(device)
@@ -69,10 +69,10 @@ def measure_torch(arch: str, batch_size: int, steps: int, precision: str, device
     if precision == "auto":
         speed = choose_speed(model, device_, "auto", "auto", batch_size, RUN_STEPS[arch], measure=True)
     else:
-        speed = choose_speed(model, device_, precision, "off", batch_size, RUN_STEPS[arch])
+        speed = choose_speed(model, device_, precision, "off", batch_size, RUN_STEPS[arch], fused="off")
     model = to_channels_last(model.to(device_))
     config = TrainConfig(arch=arch)
-    optimizer = make_optimizer(model, config, device_)
+    optimizer = make_optimizer(model, config.lr, speed.fused)
     scaler = torch.amp.GradScaler(device_.type, enabled=speed.precision == "fp16")
     step_model = compile_model(model, speed.compile)
     images = torch.randint(0, 256, (batch_size * 4, *model.image_shape), dtype=torch.uint8, device=device_)
@@ -116,7 +116,6 @@ def run_subprocess(command: list[str]) -> dict | None:
 def ceilings() -> dict[str, float]:
     """Measured CPU matmul FLOP/s in fp32 and bf16."""
     import torch
-
     from flops import measured_matmul_flops
 
     return {dtype: measured_matmul_flops(torch.device("cpu"), dtype) for dtype in ("fp32", "bf16")}
@@ -160,7 +159,8 @@ def compare(arch: str, args: argparse.Namespace, ceiling: dict[str, float]) -> l
         if keras_best:
             row["ratio_to_keras_best"] = round(row["images_per_s"] / keras_best["images_per_s"], 2)
         ratio = f"  {row['ratio_to_keras_best']:.2f}x keras best" if keras_best else ""
-        extra = f"+compile {row['compile']}" if row.get("compile", "off") != "off" else ""
+        extra = (f"+compile {row['compile']}" if row.get("compile", "off") != "off" else "") + \
+            ("+fused" if row.get("speed", {}).get("fused") else "")
         print(f"  {row['variant']:<24} {row['precision'] + extra:<16} {row['images_per_s']:>8.1f} img/s  "
               f"{100 * row['ceiling_fraction']:5.1f}% of the {row['precision']} matmul ceiling{ratio}", flush=True)
     if keras_best:

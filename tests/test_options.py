@@ -32,7 +32,7 @@ NON_DEFAULT = {
     "seed": 7, "kl_warmup_epochs": 2.0, "recon": "gaussian", "gaussian_sigma": 0.2, "init": "keras",
     "grad_clip": 1.5, "exclude_classes": ["Bag", "Shirt"], "train_limit": 100, "test_limit": 50,
     "data_dir": "/data", "device": "cpu", "precision": "bf16", "channels_last": False, "compile": "on",
-    "fused_optimizer": False, "data_placement": "stream", "memory_budget_gb": 2.0, "eval_batch_size": 64,
+    "fused_optimizer": "on", "data_placement": "stream", "memory_budget_gb": 2.0, "eval_batch_size": 64,
 }
 
 # Every flag `vaekit train` had before the options were generated, with its dest.
@@ -43,7 +43,7 @@ TRAIN_FLAGS = {
     "--train-limit": "train_limit", "--test-limit": "test_limit", "--data-dir": "data_dir", "--device": "device",
     "--precision": "precision", "--no-channels-last": "channels_last", "--compile": "compile",
     "--gaussian-sigma": "gaussian_sigma", "--eval-batch-size": "eval_batch_size",
-    "--no-fused-optimizer": "fused_optimizer", "--data-placement": "data_placement",
+    "--fused-optimizer": "fused_optimizer", "--data-placement": "data_placement",
     "--memory-budget-gb": "memory_budget_gb",
 }
 

@@ -73,8 +73,9 @@ class TrainConfig:
     compile: str = field(default="auto", metadata={
         "help": "torch.compile: auto (the default) compiles where a measurement on this machine says it pays off; "
                 "on; off; cudagraphs (compile with CUDA graphs, GPUs only)", "choices": COMPILE_MODES})
-    fused_optimizer: bool = field(default=True, metadata={
-        "help": "use the fused Adam kernel where this torch has one for the device"})
+    fused_optimizer: str = field(default="auto", metadata={
+        "help": "the fused Adam kernel: auto (the default) uses it where a measurement on this machine says it is "
+                "faster; on; off", "choices": ("auto", "on", "off")})
     data_placement: str = field(default="auto", metadata={
         "help": "auto (the default): keep the training images on the device when they fit the memory budget, "
                 "else stream them from disk; resident; stream", "choices": PLACEMENTS})
@@ -133,6 +134,8 @@ class TrainConfig:
              f"must be a device name without spaces or control characters, got {self.device!r}"),
             ("compile", self.compile in COMPILE_MODES,
              f"must be one of {', '.join(COMPILE_MODES)}, got '{self.compile}'"),
+            ("fused_optimizer", self.fused_optimizer in ("auto", "on", "off"),
+             f"must be one of auto, on, off, got '{self.fused_optimizer}'"),
             ("data_placement", self.data_placement in PLACEMENTS,
              f"must be one of {', '.join(PLACEMENTS)}, got '{self.data_placement}'"),
             ("memory_budget_gb", self.memory_budget_gb is None or self.memory_budget_gb > 0,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,11 @@ from vaekit.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vaekit.training.config import TrainConfig
 from vaekit.training.coordination import RankCoordination
 from vaekit.training.diagnostics import CollapseReport, diagnose_collapse
-from vaekit.training.tuning import choose_speed_on_all_ranks, compile_model
+from vaekit.training.tuning import (
+    choose_speed_on_all_ranks,
+    compile_model,
+    make_optimizer,
+)
 
 #: Figures written into the run directory when training ends.
 FIGURES = ("reconstructions.png", "samples.png")
@@ -128,13 +131,6 @@ def train_step(model, optimizer, scaler, x: torch.Tensor, beta: float, config: T
     return terms
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam, with the fused kernel when ``config.fused_optimizer`` and this torch has one for ``device``."""
-    fused = config.fused_optimizer and device.type in ("cpu", "cuda", "mps") \
-        and all(p.is_floating_point() for p in model.parameters())
-    return torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused or None)
-
-
 class Trainer(RankCoordination):
     """Trains a VAE on a train/test pair of datasets into a run directory.
 
@@ -168,9 +164,9 @@ class Trainer(RankCoordination):
         distributed.check_batch_size(config.batch_size)
         self.speed = choose_speed_on_all_ranks(
             model, self.device, config.precision, config.compile,
-            batch_size=-(-config.batch_size // int(os.environ.get("WORLD_SIZE", "1"))),
+            batch_size=-(-config.batch_size // self.world),
             total_steps=config.epochs * math.ceil(len(train_set) / config.batch_size),
-            channels_last=config.channels_last)
+            channels_last=config.channels_last, fused=config.fused_optimizer)
         self.precision = self.speed.precision
         self.model = model.to(self.device)
         if config.channels_last:
@@ -178,7 +174,7 @@ class Trainer(RankCoordination):
         self.train_set, self.test_set = train_set, test_set
         self.callbacks = [c for c in callbacks if c is not None]
         self.extra_config = extra_config or {}
-        self.optimizer = make_optimizer(self.model, config, self.device)
+        self.optimizer = make_optimizer(self.model, config.lr, self.speed.fused)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.compile = self.speed.compile

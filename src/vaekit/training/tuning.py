@@ -28,7 +28,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -56,15 +56,15 @@ class SpeedChoice:
 
     Attributes
     ----------
-    precision, compile
-        The settings training uses.
+    precision, compile, fused
+        The settings training uses (``fused``: the fused Adam kernel).
     how
         ``"given"`` (both set explicitly), ``"measured"``, ``"cached"`` (an
         earlier measurement on this machine) or ``"rule"`` (run too short to
         measure).
     images_per_s
         Measured training images/s of each candidate (``"fp32"``,
-        ``"bf16+compile"``, ...), per process.
+        ``"fp32+fused"``, ``"bf16+on"``, ...), per process.
     compile_seconds
         Measured time to compile, when compile was a candidate.
     key
@@ -73,6 +73,7 @@ class SpeedChoice:
 
     precision: str
     compile: str
+    fused: bool
     how: str
     images_per_s: dict[str, float] = field(default_factory=dict)
     compile_seconds: float | None = None
@@ -106,30 +107,48 @@ def speed_key(model: torch.nn.Module, device: torch.device, batch_size: int, cha
             f"|{'channels_last' if channels_last else 'nchw'}")
 
 
-def rule_choice(precision: str, compile_mode: str, device: torch.device) -> tuple[str, str]:
-    """The settings without measuring: bf16/fp16 on GPUs, float32 on CPUs, no compile."""
+class Candidate(NamedTuple):
+    """One combination of settings to time."""
+
+    precision: str
+    compile: str = "off"
+    fused: bool = False
+
+    @property
+    def name(self) -> str:
+        return "+".join([self.precision] + ([self.compile] if self.compile != "off" else [])
+                        + (["fused"] if self.fused else []))
+
+
+def rule_choice(precision: str, compile_mode: str, fused: str, device: torch.device) -> Candidate:
+    """The settings without measuring: bf16/fp16 and fused Adam on GPUs, float32 on CPUs, no compile."""
     if precision == "auto":
         precision = resolve_precision("auto", device) if device.type == "cuda" else "fp32"
-    return precision, ("off" if compile_mode == "auto" else compile_mode)
+    return Candidate(precision, "off" if compile_mode == "auto" else compile_mode,
+                     device.type == "cuda" if fused == "auto" else fused == "on")
 
 
-def candidates(precision: str, compile_mode: str, device: torch.device, with_compile: bool) -> list[tuple[str, str]]:
-    """The (precision, compile) pairs worth timing for these settings on ``device``."""
+def precision_options(precision: str, device: torch.device) -> list[str]:
+    """The precisions worth timing on ``device`` (just ``precision`` unless it is ``"auto"``)."""
     if precision != "auto":
-        precisions = [precision]
-    elif device.type == "cuda":
-        precisions = ["bf16" if torch.cuda.is_bf16_supported() else "fp16", "fp32"]
-    elif device.type == "cpu":
-        precisions = ["fp32", "bf16"]
-    else:
-        precisions = ["fp32"]
+        return [precision]
+    if device.type == "cuda":
+        return ["bf16" if torch.cuda.is_bf16_supported() else "fp16", "fp32"]
+    return ["fp32", "bf16"] if device.type == "cpu" else ["fp32"]
+
+
+def compile_options(compile_mode: str, device: torch.device) -> list[str]:
+    """The compiled modes worth timing (empty when compile is off)."""
     if compile_mode != "auto":
-        compiles = [compile_mode]
-    elif with_compile:
-        compiles = ["off", "on"] + (["cudagraphs"] if device.type == "cuda" else [])
-    else:
-        compiles = ["off"]
-    return [(p, c) for p in precisions for c in compiles]
+        return [] if compile_mode == "off" else [compile_mode]
+    return ["on"] + (["cudagraphs"] if device.type == "cuda" else [])
+
+
+def fused_options(fused: str, device: torch.device) -> list[bool]:
+    """Whether to time Adam unfused, fused or both (the fused kernel exists for CPUs and GPUs)."""
+    if fused != "auto":
+        return [fused == "on"]
+    return [False, True] if device.type in ("cpu", "cuda") else [False]
 
 
 def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
@@ -139,14 +158,15 @@ def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     return torch.compile(model, mode="reduce-overhead" if mode == "cudagraphs" else None)
 
 
-def candidate_name(precision: str, compile_mode: str) -> str:
-    return precision if compile_mode == "off" else f"{precision}+{compile_mode}"
+def make_optimizer(model: torch.nn.Module, lr: float, fused: bool) -> torch.optim.Optimizer:
+    """Adam, with the fused kernel (one kernel for all parameters) when ``fused``."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True if fused else None)
 
 
 def measure_rates(model: torch.nn.Module, device: torch.device, batch_size: int,
-                  runs: list[tuple[str, str]], channels_last: bool = True, rounds: int = ROUNDS,
+                  runs: list[Candidate], channels_last: bool = True, rounds: int = ROUNDS,
                   steps: int = MEASURE_STEPS, warmup: int = WARMUP_STEPS) -> tuple[dict[str, float], float]:
-    """Training images/s of each (precision, compile) candidate, and the longest compile seen.
+    """Training images/s of each :class:`Candidate` (by name), and the longest compile seen.
 
     Candidates take turns, ``steps`` timed steps each per round, and each keeps
     its best round, so a burst of load from another process does not decide
@@ -158,16 +178,15 @@ def measure_rates(model: torch.nn.Module, device: torch.device, batch_size: int,
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         steppers = {}
-        for precision, compile_mode in runs:
-            step = _trial_step(model, device, batch_size, precision, compile_model(_copy(model, device, channels_last),
-                                                                                 compile_mode), channels_last)
+        for run in runs:
+            step = _trial_step(model, device, batch_size, run, channels_last)
             start = time.perf_counter()
             for _ in range(warmup):
                 step()
             _synchronize(device)
-            if compile_mode != "off":
+            if run.compile != "off":
                 compile_seconds = max(compile_seconds, time.perf_counter() - start)
-            steppers[candidate_name(precision, compile_mode)] = step
+            steppers[run.name] = step
         for _ in range(rounds):
             for name, step in steppers.items():
                 start = time.perf_counter()
@@ -183,9 +202,12 @@ def _copy(model: torch.nn.Module, device: torch.device, channels_last: bool) -> 
     return to_channels_last(trial) if channels_last else trial
 
 
-def _trial_step(model: torch.nn.Module, device: torch.device, batch_size: int, precision: str,
-                step_model: torch.nn.Module, channels_last: bool):
-    optimizer = torch.optim.Adam(step_model.parameters(), lr=1e-4)
+def _trial_step(model: torch.nn.Module, device: torch.device, batch_size: int, run: Candidate,
+                channels_last: bool):
+    trial = _copy(model, device, channels_last)
+    step_model = compile_model(trial, run.compile)
+    optimizer = make_optimizer(trial, 1e-4, run.fused)
+    precision = run.precision
     images = torch.rand((batch_size, *model.image_shape), device=device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -202,9 +224,14 @@ def _trial_step(model: torch.nn.Module, device: torch.device, batch_size: int, p
 
 
 def choose_speed(model: torch.nn.Module, device: torch.device, precision: str, compile_mode: str,
-                 batch_size: int, total_steps: int, channels_last: bool = True,
+                 batch_size: int, total_steps: int, channels_last: bool = True, fused: str = "auto",
                  cache_dir: str | Path | None = None, measure: bool | None = None) -> SpeedChoice:
-    """Resolve ``precision`` and ``compile_mode`` (each maybe ``"auto"``) for training ``model``.
+    """Resolve ``precision``, ``compile_mode`` and ``fused`` (each maybe ``"auto"``) for training ``model``.
+
+    Eager candidates are timed first, one per precision; then, with the
+    fastest precision, the fused optimizer; then, for runs long enough to earn
+    back the compile time, the compiled modes. The candidate that finishes the
+    run soonest wins, compile time included.
 
     Parameters
     ----------
@@ -220,6 +247,8 @@ def choose_speed(model: torch.nn.Module, device: torch.device, precision: str, c
         Steps the run will take; short runs are not worth measuring.
     channels_last
         The memory layout training uses.
+    fused
+        ``"auto"``, ``"on"`` or ``"off"``: the fused Adam kernel.
     cache_dir
         Where ``speed.json`` lives (default: the vaekit cache).
     measure
@@ -230,43 +259,51 @@ def choose_speed(model: torch.nn.Module, device: torch.device, precision: str, c
     SpeedChoice
     """
     resolve_precision(precision, device)  # refuses fp16 on a CPU and the like, before any work
-    if precision != "auto" and compile_mode != "auto":
-        return SpeedChoice(precision, compile_mode, "given")
+    if "auto" not in (precision, compile_mode, fused):
+        return SpeedChoice(precision, compile_mode, fused == "on", "given")
     key = speed_key(model, device, batch_size, channels_last)
     cache_path = cache_root(cache_dir) / CACHE_FILE
     cached = _read_cache(cache_path).get(key, {})
-    eager = candidates(precision, compile_mode, device, with_compile=False)
+    rates: dict[str, float] = dict(cached.get("images_per_s", {}))
+    fuses = fused_options(fused, device)
+    eager = [Candidate(p, "off", fuses[0]) for p in precision_options(precision, device)]
     if measure is None:
         measure = total_steps >= MIN_RUN_TO_MEASURE * (MEASURE_STEPS * ROUNDS + WARMUP_STEPS) * len(eager) or \
-            all(candidate_name(*c) in cached.get("images_per_s", {}) for c in eager)
+            all(c.name in rates for c in eager)
     if not measure:
-        chosen = rule_choice(precision, compile_mode, device)
-        return SpeedChoice(*chosen, "rule", key=key)
-    rates: dict[str, float] = dict(cached.get("images_per_s", {}))
+        return SpeedChoice(*rule_choice(precision, compile_mode, fused, device), "rule", key=key)
     compile_seconds = cached.get("compile_seconds")
-    missing = [c for c in eager if candidate_name(*c) not in rates]
-    fresh = bool(missing)
-    if missing:
-        rates.update(measure_rates(model, device, batch_size, missing, channels_last)[0])
-    projected = total_steps * batch_size / max(rates[candidate_name(*c)] for c in eager)
-    with_compile = compile_mode == "auto" and projected >= MIN_SECONDS_TO_COMPILE
-    best_precision = max(eager, key=lambda c: rates[candidate_name(*c)])[0]
-    # Compile is tried with the fastest eager precision only: each compile costs tens of seconds.
-    full = eager + [c for c in candidates(best_precision, compile_mode, device, with_compile=with_compile)
-                    if c not in eager]
-    missing = [c for c in full if candidate_name(*c) not in rates]
-    if missing:
-        # The eager ones again, so the compiled ones are compared under the same conditions.
-        runs = list(dict.fromkeys(missing + [c for c in full if c[1] == "off"]))
-        measured, seconds = measure_rates(model, device, batch_size, runs, channels_last)
-        rates.update(measured)
-        compile_seconds = max(float(compile_seconds or 0.0), seconds) if seconds else compile_seconds
-        fresh = True
-    chosen = _fastest(full, rates, total_steps * batch_size, compile_seconds, compile_mode)
+    fresh = _measure(model, device, batch_size, channels_last, eager, rates)
+    best = max(eager, key=lambda c: rates[c.name])
+    tried = eager + [Candidate(best.precision, "off", f) for f in fuses[1:]]
+    fresh = _measure(model, device, batch_size, channels_last, tried, rates) or fresh
+    best = max(tried, key=lambda c: rates[c.name])
+    projected = total_steps * batch_size / rates[best.name]
+    if compile_mode != "auto" or projected >= MIN_SECONDS_TO_COMPILE:
+        compiled = [Candidate(best.precision, mode, best.fused) for mode in compile_options(compile_mode, device)]
+        if compile_mode not in ("auto", "off"):
+            tried = [c for c in tried if c.compile == compile_mode]  # compile given: only compiled candidates
+        if any(c.name not in rates for c in compiled):
+            # The best eager one again, so compiled ones are compared under the same conditions.
+            measured, seconds = measure_rates(model, device, batch_size, compiled + [best], channels_last)
+            rates.update(measured)
+            compile_seconds = max(float(compile_seconds or 0.0), seconds) if seconds else compile_seconds
+            fresh = True
+        tried += compiled
+    chosen = _fastest(tried, rates, total_steps * batch_size, compile_seconds, compile_mode)
     if fresh:
         _write_cache(cache_path, key, {"images_per_s": rates, "compile_seconds": compile_seconds})
     return SpeedChoice(*chosen, "measured" if fresh else "cached",
                        {k: round(v, 1) for k, v in rates.items()}, compile_seconds, key)
+
+
+def _measure(model: torch.nn.Module, device: torch.device, batch_size: int, channels_last: bool,
+             runs: list[Candidate], rates: dict[str, float]) -> bool:
+    """Time the candidates of ``runs`` that ``rates`` lacks, into ``rates``; True if any was."""
+    missing = [c for c in runs if c.name not in rates]
+    if missing:
+        rates.update(measure_rates(model, device, batch_size, missing, channels_last)[0])
+    return bool(missing)
 
 
 def choose_speed_on_all_ranks(*args: Any, **kwargs: Any) -> SpeedChoice:
@@ -280,16 +317,16 @@ def choose_speed_on_all_ranks(*args: Any, **kwargs: Any) -> SpeedChoice:
     return SpeedChoice(**box[0])
 
 
-def _fastest(full: list[tuple[str, str]], rates: dict[str, float], images: int, compile_seconds: float | None,
-             compile_mode: str) -> tuple[str, str]:
+def _fastest(tried: list[Candidate], rates: dict[str, float], images: int, compile_seconds: float | None,
+             compile_mode: str) -> Candidate:
     """The candidate that finishes the run soonest, counting compile time when compile is chosen by us."""
-    def total_seconds(candidate: tuple[str, str]) -> float:
-        seconds = images / rates[candidate_name(*candidate)]
-        if candidate[1] != "off" and compile_mode == "auto":
+    def total_seconds(candidate: Candidate) -> float:
+        seconds = images / rates[candidate.name]
+        if candidate.compile != "off" and compile_mode == "auto":
             seconds += compile_seconds or 0.0
         return seconds
 
-    return min(full, key=total_seconds)
+    return min(tried, key=total_seconds)
 
 
 def _synchronize(device: torch.device) -> None:
