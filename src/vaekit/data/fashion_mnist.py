@@ -8,7 +8,9 @@ Fashion-MNIST is looked for, in order, in an explicit ``data_dir``, in
 honouring ``$XDG_CACHE_HOME``) and in :data:`SYSTEM_DATA_DIRS` (where
 Debian's ``dataset-fashion-mnist`` package installs it). If it is not found
 and downloading is allowed, the four official files are fetched into the
-user cache and checked against the MD5 of their decompressed bytes.
+user cache, from the upstream host or, when it cannot be reached, from
+Debian's package archive (``dataset-fashion-mnist``, without root), and
+checked against the MD5 of their decompressed bytes.
 
 Every problem with user-supplied data raises :class:`~vaekit.errors.DataError`
 (or :class:`~vaekit.errors.ConfigError` for a bad option) with a one-line
@@ -33,6 +35,7 @@ import torch
 
 from vaekit.data.cache import vaekit_cache_root
 from vaekit.data.dataset import ImageDataset
+from vaekit.data.debian import DebianFetchError, fetch_package_files
 from vaekit.data.files import existing_dir
 from vaekit.data.idx import (
     _IDX_IMAGES_MAGIC,
@@ -75,6 +78,7 @@ FASHION_MNIST_CHECKSUMS: dict[str, tuple[int, str]] = {
     "t10k-labels-idx1-ubyte": (10_008, "15d484375f8d13e6eb1aabb0c3f46965"),
 }
 
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
 #: Official download location; a file name is appended. Module-level so
 #: tests can point it at a local ``file://`` folder.
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -99,17 +103,12 @@ class _DownloadError(DataError):
 
 
 def user_cache_dir() -> Path:
-    """Return the per-user Fashion-MNIST cache folder.
+    """The per-user Fashion-MNIST cache folder.
 
-    Returns
-    -------
-    Path
-        ``$XDG_CACHE_HOME/vaekit/fashion-mnist`` when ``XDG_CACHE_HOME`` is an
-        absolute path, else ``~/.cache/vaekit/fashion-mnist``.
+    ``$XDG_CACHE_HOME/vaekit/fashion-mnist`` when ``XDG_CACHE_HOME`` is an
+    absolute path, else ``~/.cache/vaekit/fashion-mnist``.
     """
     return vaekit_cache_root() / _FASHION_MNIST_NAME
-
-
 
 
 def _check_splits(splits: Iterable[str]) -> tuple[str, ...]:
@@ -200,7 +199,22 @@ def find_fashion_mnist(
             return download_fashion_mnist(splits=splits)
         except _DownloadError as exc:  # checksum errors propagate unchanged
             failure = f"download failed: {exc}"
+        try:  # a machine that reaches only the package archive: Debian packages the official files
+            return fetch_debian_fashion_mnist()
+        except DebianFetchError as exc:
+            failure += f"; Debian's {DEBIAN_PACKAGE}: {exc}"
     raise DataError(_not_found_message(splits, env, failure))
+
+
+def fetch_debian_fashion_mnist(dest_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Path:
+    """Fetch Debian's ``dataset-fashion-mnist`` without root; install its files, MD5-verified, in the cache.
+
+    ``kwargs`` go to :func:`vaekit.data.debian.fetch_package_files`.
+    """
+    names = [name for split in _SPLITS for name in FASHION_MNIST_FILES[split]]
+    dest = Path(dest_dir) if dest_dir is not None else user_cache_dir()
+    return fetch_package_files(DEBIAN_PACKAGE, "usr/share/datasets/fashion-mnist", names, dest,
+                               lambda path: _checksum_problem(path, _idx_name(path)), **kwargs)
 
 
 def _explicit_dir(directory: Path, splits: Sequence[str]) -> Path:
@@ -472,8 +486,6 @@ def _check_pair(
         )
 
 
-
-
 def _fashion_mnist_loader(
     split: str = "train",
     data_dir: str | os.PathLike[str] | None = None,
@@ -481,7 +493,6 @@ def _fashion_mnist_loader(
     **kwargs: Any,
 ) -> ImageDataset:
     return load_fashion_mnist(split, data_dir, download, **kwargs)
-
 
 
 register_dataset(_FASHION_MNIST_NAME, _fashion_mnist_loader, aliases=("fashion_mnist", "fmnist"))
