@@ -49,3 +49,18 @@ def fashion_run(tmp_path_factory, fashion_mnist_dir):
     config = TrainConfig(dataset="fashion-mnist", arch="fashion28", latent_dim=2, epochs=2, train_limit=6000,
                          test_limit=2000, data_dir=str(fashion_mnist_dir), seed=0)
     return train(config, out=out, progress=False).run_dir
+
+
+@pytest.fixture(autouse=True)
+def no_package_archive(monkeypatch):
+    """Tests never reach Debian's archive: fetching a package fails as on a machine without one.
+
+    ``tests/test_debian.py`` serves a local ``.deb`` instead, and calls the real
+    ``apt_download`` with a fake ``apt-get``.
+    """
+    from vaekit.data import debian
+
+    def offline(package, workdir):
+        raise debian.DebianFetchError("the package archive is not reached in tests")
+
+    monkeypatch.setattr(debian, "apt_download", offline)

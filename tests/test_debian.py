@@ -17,6 +17,7 @@ from vaekit.errors import DataError
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian) to build a .deb")
 
+REAL_APT_DOWNLOAD = debian.apt_download  # before the conftest fixture replaces it for every test
 FILES = [name for split in ("train", "test") for name in fm.FASHION_MNIST_FILES[split]]
 
 
@@ -113,7 +114,7 @@ esac
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     work = tmp_path / "work"
     work.mkdir()
-    deb = debian.apt_download("dataset-fashion-mnist", work)
+    deb = REAL_APT_DOWNLOAD("dataset-fashion-mnist", work)
     assert deb.name == "dataset-fashion-mnist_1_all.deb"
     calls = log.read_text().splitlines()
     assert calls[0] == "download dataset-fashion-mnist" and calls[1].endswith("update")
@@ -124,4 +125,4 @@ esac
 def test_no_apt_at_all_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
     with pytest.raises(debian.DebianFetchError, match="apt-get is not available"):
-        debian.apt_download("dataset-fashion-mnist", tmp_path)
+        REAL_APT_DOWNLOAD("dataset-fashion-mnist", tmp_path)
