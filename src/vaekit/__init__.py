@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 from vaekit.analysis.inference import Inference  # noqa: E402
 from vaekit.data import ImageDataset, load_dataset  # noqa: E402  (registers every dataset)
 from vaekit.errors import ConfigError, DataError, RunDirError, VaekitError  # noqa: E402
+from vaekit.export import export_onnx  # noqa: E402
 from vaekit.models import (  # noqa: E402
     ARCHITECTURES,
     VAE,
@@ -48,6 +49,7 @@ __all__ = [
     "VaekitError",
     "__version__",
     "build_model",
+    "export_onnx",
     "load",
     "load_dataset",
     "save_pretrained",

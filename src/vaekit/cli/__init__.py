@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "vaekit.cli.explore",  # latent-map, manifold, interpolate, ... report
     "vaekit.cli.evaluate",  # evaluate, embed, anomaly, denoise
     "vaekit.cli.family",  # train-family, attribute
+    "vaekit.cli.export",  # export (ONNX)
 )
 
 
