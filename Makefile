@@ -14,7 +14,7 @@ export VAEKIT_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -n auto
+
+# The documentation site: the guides and the API reference; any warning fails the build.
+docs: setup
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs build/docs
+	@echo "docs: build/docs/index.html"
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
