@@ -39,6 +39,20 @@ def test_fp16_on_a_cpu_is_refused_before_any_work(model, tmp_path):
     assert error.value.param == "precision"
 
 
+def test_cuda_graphs_on_a_cpu_are_refused_before_any_work(model, tmp_path, fashion_mnist_dir, capsys):
+    with pytest.raises(ConfigError) as error:
+        choose_speed(model, CPU, "fp32", "cudagraphs", 32, 10**6, cache_dir=tmp_path)
+    assert error.value.param == "compile" and "needs a CUDA GPU" in str(error.value)
+    from vaekit.cli import main
+
+    code = main(["train", "--device", "cpu", "--compile", "cudagraphs", "--data-dir", str(fashion_mnist_dir),
+                 "--epochs", "1", "--train-limit", "64", "--out", str(tmp_path / "run")])
+    assert code not in (0, None)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "vaekit: error: --compile cudagraphs needs a CUDA GPU, not cpu; use on or off"]
+
+
 def test_measurement_times_real_steps_keeps_the_fastest_and_caches_it(model, tmp_path, monkeypatch):
     calls = []
     real = tuning.measure_rates

@@ -28,12 +28,13 @@ from vaekit.models.pretrained import read_config
 from vaekit.models.spec import ArchSpec
 from vaekit.models.vae import build_model
 from vaekit.runs.run import CHECKPOINT_FILE, parse_metrics_row, read_metrics
-from vaekit.runtime import resolve_device, resolve_precision
+from vaekit.runtime import resolve_device
 from vaekit.training import distributed
 from vaekit.training.callbacks import Callback, CSVLogger, ProgressBar, StepHook
 from vaekit.training.checkpoint import check_world_size, load_checkpoint
 from vaekit.training.config import TrainConfig
 from vaekit.training.trainer import Trainer, TrainResult
+from vaekit.training.tuning import check_speed_settings
 
 ModelLike = str | ArchSpec | torch.nn.Module
 
@@ -94,7 +95,7 @@ def train(
         config = _describe_objects(config, model, dataset)
     config.validate()
     device = resolve_device(config.device)
-    resolve_precision(config.precision, device)  # refuse a bad device before writing
+    check_speed_settings(config.precision, config.compile, device)  # refused before anything is written
     # Under torchrun: join the process group (once per process) and refuse a global batch too small to share.
     distributed.check_batch_size(config.batch_size)
     distributed.init(distributed.rank_device(device))

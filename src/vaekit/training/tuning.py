@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import torch
 
 from vaekit.data.cache import cache_root
-from vaekit.errors import VaekitError
+from vaekit.errors import ConfigError, VaekitError
 from vaekit.files import read_json, write_json
 from vaekit.models.losses import vae_loss
 from vaekit.models.vae import to_channels_last
@@ -122,8 +122,7 @@ class Candidate(NamedTuple):
 
 def rule_choice(precision: str, compile_mode: str, fused: str, device: torch.device) -> Candidate:
     """The settings without measuring: bf16/fp16 and fused Adam on GPUs, float32 on CPUs, no compile."""
-    if precision == "auto":
-        precision = resolve_precision("auto", device) if device.type == "cuda" else "fp32"
+    precision = resolve_precision(precision, device)
     return Candidate(precision, "off" if compile_mode == "auto" else compile_mode,
                      device.type == "cuda" if fused == "auto" else fused == "on")
 
@@ -149,6 +148,13 @@ def fused_options(fused: str, device: torch.device) -> list[bool]:
     if fused != "auto":
         return [fused == "on"]
     return [False, True] if device.type in ("cpu", "cuda") else [False]
+
+
+def check_speed_settings(precision: str, compile_mode: str, device: torch.device) -> None:
+    """Refuse, in one line naming the setting, what ``device`` cannot do (fp16 on a CPU, CUDA graphs off a GPU)."""
+    resolve_precision(precision, device)
+    if compile_mode == "cudagraphs" and device.type != "cuda":
+        raise ConfigError(f"compile cudagraphs needs a CUDA GPU, not {device.type}; use on or off", param="compile")
 
 
 def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
@@ -258,7 +264,7 @@ def choose_speed(model: torch.nn.Module, device: torch.device, precision: str, c
     -------
     SpeedChoice
     """
-    resolve_precision(precision, device)  # refuses fp16 on a CPU and the like, before any work
+    check_speed_settings(precision, compile_mode, device)
     if "auto" not in (precision, compile_mode, fused):
         return SpeedChoice(precision, compile_mode, fused == "on", "given")
     key = speed_key(model, device, batch_size, channels_last)
