@@ -43,6 +43,8 @@ COMMAND_MODULES = (
     "vaekit.cli.evaluate",  # evaluate, embed, anomaly, denoise
     "vaekit.cli.family",  # train-family, attribute
     "vaekit.cli.export",  # export (ONNX)
+    "vaekit.cli.zoo",  # pretrained (the shipped models)
+    "vaekit.cli.live",  # explore (the live latent explorer in the browser)
 )
 
 

@@ -1,0 +1,1 @@
+"""The live latent explorer: a local web app over a trained model (``vaekit explore``)."""

@@ -1,0 +1,1 @@
+"""Pretrained models shipped inside the package: names, model cards and loading."""
