@@ -30,7 +30,13 @@ from vaekit.models.vae import build_model
 from vaekit.runs.run import CHECKPOINT_FILE, parse_metrics_row, read_metrics
 from vaekit.runtime import resolve_device
 from vaekit.training import distributed
-from vaekit.training.callbacks import Callback, CSVLogger, ProgressBar, StepHook
+from vaekit.training.callbacks import (
+    Callback,
+    CSVLogger,
+    ProgressBar,
+    StepHook,
+    tracker_callbacks,
+)
 from vaekit.training.checkpoint import check_world_size, load_checkpoint
 from vaekit.training.config import TrainConfig
 from vaekit.training.trainer import Trainer, TrainResult
@@ -64,7 +70,7 @@ def train(
         the global batch, shared by the processes.
     resume
         Continue the run in ``out`` (its saved config is used; ``epochs``,
-        ``device`` and ``data_dir`` may be overridden).
+        ``device``, ``data_dir`` and ``log`` may be overridden).
     progress
         Show a progress bar and per-epoch summaries.
     on_step
@@ -96,6 +102,7 @@ def train(
     config.validate()
     device = resolve_device(config.device)
     check_speed_settings(config.precision, config.compile, device)  # refused before anything is written
+    trackers = tracker_callbacks(config, run_dir)  # a tracker's missing package too
     # Under torchrun: join the process group (once per process) and refuse a global batch too small to share.
     distributed.check_batch_size(config.batch_size)
     distributed.init(distributed.rank_device(device))
@@ -131,7 +138,8 @@ def train(
         # The checkpoint travels from rank 0 to the others: nodes need not share a file system to resume.
         checkpoint, rows = distributed.main_first(prepare)
         trainer = Trainer(config, run_dir, network, train_set, test_set,
-                          default_callbacks(progress, on_step) + list(callbacks),
+                          # Trackers first: a step a later callback interrupts is logged before it resumes.
+                          trackers + default_callbacks(progress, on_step) + list(callbacks),
                           extra_config={"dataset": _dataset_record(config, train_set, test_set),
                                         "data": _data_record(config, dataset)})
         if resume:
@@ -220,8 +228,8 @@ def _data_record(config: TrainConfig, dataset: Any) -> dict[str, Any]:
 
 
 def resume_overrides(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """The saved settings with the few a resumed run may change (``epochs``, ``device``, ``data_dir``)."""
-    allowed = ("epochs", "device", "data_dir")
+    """The saved settings with the few a resumed run may change (``epochs``, ``device``, ``data_dir``, ``log``)."""
+    allowed = ("epochs", "device", "data_dir", "log")
     for key in set(overrides) - set(allowed):
         if overrides[key] != getattr(saved, key, overrides[key]):
             raise ConfigError(f"{key}: cannot change a saved run's setting when resuming", param=key)

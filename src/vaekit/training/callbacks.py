@@ -12,8 +12,9 @@ every rank for callbacks with ``all_ranks = True``) in this order::
 ``kl``), ``beta`` and the batch size ``n``. Reading them forces one
 device sync per step, so the progress bar reads its own running sums instead.
 
-The progress bar and the CSV logger are callbacks; a TensorBoard logger is
-the example of a new one (:class:`TensorBoardLogger`).
+The progress bar and the CSV logger are callbacks; so is the TensorBoard
+logger (:class:`TensorBoardLogger`) that ``log="tensorboard"`` adds
+(:func:`tracker_callbacks`), the example of a new one.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import torch
+
+from vaekit.errors import ConfigError
 from vaekit.files import write_csv
 from vaekit.runs.run import METRICS_FILE
 
 if TYPE_CHECKING:
+    from vaekit.training.config import TrainConfig
     from vaekit.training.trainer import Trainer
 
 
@@ -129,21 +134,89 @@ class StepHook(Callback):
 
 
 class TensorBoardLogger(Callback):
-    """Loss terms per step and the metrics row per epoch, for TensorBoard (needs the ``tensorboard`` package)."""
+    """Writes a TensorBoard log: loss terms per step, the metrics row and reconstructions per epoch.
 
-    def __init__(self, log_dir: str | Path) -> None:
+    Needs the ``tensorboard`` package (``pip install 'vaekit[tensorboard]'``).
+    Every event's step is the trainer's ``global_step`` (optimiser steps since
+    the run began), so the per-epoch scalars and images line up with the
+    per-step losses and a resumed run continues where it left off: the writer
+    appends to the same ``log_dir`` and drops events a killed session logged
+    past its checkpoint. The writer opens in :meth:`on_train_start`, which
+    runs on rank 0 alone under ``torchrun``.
+
+    Tags: ``train/loss``, ``train/recon``, ``train/kl`` and ``train/beta`` per
+    step; ``test/elbo``, ``test/recon``, ``test/kl``, ``test/active_units``
+    and ``train/epoch_loss`` per epoch; ``reconstructions``, an image with the
+    first ``n_images`` test images above their reconstructions, per epoch.
+    """
+
+    def __init__(self, log_dir: str | Path, n_images: int = 8) -> None:
+        check_tensorboard()
+        self.log_dir, self.n_images = Path(log_dir), n_images
+        self.writer = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(log_dir))
+        # On resume, events a killed session wrote past the checkpoint are purged from the view.
+        purge = trainer.global_step + 1 if trainer.global_step else None
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge)
 
     def on_step_end(self, trainer: Trainer, terms: dict[str, float]) -> None:
         for name in ("loss", "recon", "kl"):
             if math.isfinite(terms[name]):  # a diverged step is reported by the trainer, not plotted
                 self.writer.add_scalar(f"train/{name}", terms[name], trainer.global_step)
+        self.writer.add_scalar("train/beta", terms["beta"], trainer.global_step)
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
-        for name in ("test_elbo", "test_recon", "test_kl", "active_units"):
-            self.writer.add_scalar(f"test/{name}", row[name], row["epoch"])
+        step = trainer.global_step
+        for name in ("elbo", "recon", "kl"):
+            self.writer.add_scalar(f"test/{name}", row[f"test_{name}"], step)
+        self.writer.add_scalar("test/active_units", row["active_units"], step)
+        self.writer.add_scalar("train/epoch_loss", row["train_loss"], step)
+        if self.n_images > 0:
+            self.writer.add_image("reconstructions", self.reconstruction_grid(trainer), step, dataformats="CHW")
+        self.writer.flush()
+
+    def reconstruction_grid(self, trainer: Trainer) -> torch.Tensor:
+        """The first test images (top row) above their reconstructions: float ``(C, 2H, nW)`` in [0, 1]."""
+        from vaekit.analysis.inference import Inference, as_float_images
+
+        images = trainer.test_set.images[: self.n_images]
+        recon = Inference(trainer.model, trainer.precision, channels_last=trainer.config.channels_last
+                          ).reconstruct(images)
+        rows = torch.stack([as_float_images(images.cpu()), recon])  # (2, n, C, H, W)
+        two, n, c, h, w = rows.shape
+        return rows.permute(2, 0, 3, 1, 4).reshape(c, two * h, n * w)
 
     def on_train_end(self, trainer: Trainer) -> None:
-        self.writer.close()
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close the log (also after Ctrl-C or a divergence)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def check_tensorboard() -> None:
+    """Raise :class:`~vaekit.errors.ConfigError` (``param="log"``) unless TensorBoard logging can work."""
+    try:
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise ConfigError("--log tensorboard: needs the tensorboard package (pip install 'vaekit[tensorboard]')",
+                          param="log") from None
+
+
+def tracker_callbacks(config: TrainConfig, run_dir: str | Path) -> list[Callback]:
+    """The callbacks of the experiment trackers ``config.log`` names, each checked to be usable.
+
+    Called before training starts, so a missing package is one error line
+    before anything is written. ``tensorboard`` logs into ``RUN/tensorboard``.
+    """
+    callbacks: list[Callback] = []
+    for tracker in config.trackers:
+        if tracker == "tensorboard":
+            callbacks.append(TensorBoardLogger(Path(run_dir) / "tensorboard"))
+    return callbacks

@@ -82,6 +82,9 @@ class TrainConfig:
     memory_budget_gb: float | None = field(default=None, metadata={
         "help": "memory the resident training images may take, in GiB (default: half the free GPU memory, "
                 "or half the available RAM on a CPU)", "metavar": "GIB"})
+    log: str = field(default="none", metadata={
+        "help": "experiment tracking: none (the default) or tensorboard (writes RUN/tensorboard; needs the "
+                "tensorboard extra); several trackers are joined by commas", "metavar": "TRACKER"})
     eval_batch_size: int = field(default=256, metadata={
         "help": "images per evaluation batch for 28x28 images, fewer for larger ones (bounds evaluation memory)",
         "metavar": "N"})
@@ -140,6 +143,8 @@ class TrainConfig:
              f"must be one of {', '.join(PLACEMENTS)}, got '{self.data_placement}'"),
             ("memory_budget_gb", self.memory_budget_gb is None or self.memory_budget_gb > 0,
              f"must be positive, got {self.memory_budget_gb}"),
+            ("log", _trackers_ok(self.log), f"must be none or one or more of {', '.join(TRACKERS)} "
+                                            f"(joined by commas), got '{self.log}'"),
             ("eval_batch_size", self.eval_batch_size >= 1, f"must be at least 1, got {self.eval_batch_size}"),
             ("eval_batch_size", self.eval_batch_size <= MAX_BATCH,
              f"must be at most {MAX_BATCH}, got {self.eval_batch_size}"),
@@ -147,6 +152,11 @@ class TrainConfig:
         for param, ok, problem in checks:
             if not ok:
                 raise ConfigError(f"{param} {problem}", param=param)
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The experiment trackers ``log`` names (none: an empty tuple), e.g. ``("tensorboard",)``."""
+        return parse_trackers(self.log)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,6 +178,23 @@ class TrainConfig:
 #: Most epochs, and most images per batch (training or evaluation), a run may ask for.
 MAX_EPOCHS = 10**6
 MAX_BATCH = 2**20
+
+#: The experiment trackers ``log`` may name (see :func:`vaekit.training.callbacks.tracker_callbacks`).
+TRACKERS = ("tensorboard",)
+
+
+def parse_trackers(log: str) -> tuple[str, ...]:
+    """``"tensorboard"`` -> ``("tensorboard",)``; ``"none"`` or ``""`` -> ``()`` (names not checked)."""
+    names = [name.strip().lower() for name in log.split(",")]
+    return tuple(dict.fromkeys(name for name in names if name and name != "none"))
+
+
+def _trackers_ok(log: str) -> bool:
+    names = [name.strip().lower() for name in log.split(",")]
+    if names == ["none"]:
+        return True
+    return all(name in TRACKERS for name in names)
+
 
 _KINDS = {"str": "str", "str | None": "str?", "int": "int", "int | None": "int?", "float": "float",
           "float | None": "float?", "bool": "bool", "list[str]": "list[str]"}

@@ -140,8 +140,9 @@ class RankCoordination:
         if not callbacks:
             return
         if any(callback.needs_terms for callback in callbacks):
-            values = {"loss": terms.loss.item(), "recon": terms.recon.item(), "kl": terms.kl.item(),
-                      "beta": self.beta(), "n": n}
+            loss, recon, kl = torch.stack([terms.loss.detach(), terms.recon.detach(),
+                                           terms.kl.detach()]).tolist()  # one device sync
+            values = {"loss": loss, "recon": recon, "kl": kl, "beta": self.beta(), "n": n}
         else:
             values = {}
         if self._run_callbacks("on_step_end", callbacks, values):
