@@ -14,7 +14,7 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -143,13 +143,14 @@ class ImageProblem(Exception):
     """One image file cannot be used; the message says why (one line)."""
 
 
-def decode_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.ndarray:
+def decode_image(path: str | os.PathLike[str] | BinaryIO, transform: ImageTransform) -> np.ndarray:
     """Read one image file and apply ``transform``.
 
     Parameters
     ----------
     path
-        The image file.
+        The image file, or an open binary file object (e.g. an upload in
+        :class:`io.BytesIO`).
     transform
         Fit (crop or pad), size, channels and filter.
 
@@ -164,12 +165,13 @@ def decode_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.
         If the file is missing, not an image, corrupt or truncated, or
         smaller than the crop.
     """
+    is_stream = _is_stream(path)
     # Checked before opening: Image.open on a FIFO or a device never returns.
-    problem = file_problem(path)
+    problem = None if is_stream else file_problem(path)
     if problem is not None:
         raise ImageProblem(problem)
     try:
-        with Image.open(os.fsdecode(path)) as image:
+        with Image.open(path if is_stream else os.fsdecode(path)) as image:
             image, box = _oriented(image, transform)
             image = _to_mode(image, transform.channels)
             # Both fits force the decode, so truncated files fail here.
@@ -301,13 +303,14 @@ def image_transform(image_shape: Sequence[int], fit: str = "crop") -> ImageTrans
     return ImageTransform(size=(height, width), channels=channels, fit=fit)
 
 
-def read_image(path: str | os.PathLike[str], image_shape: Sequence[int], fit: str = "crop") -> np.ndarray:
+def read_image(path: str | os.PathLike[str] | BinaryIO, image_shape: Sequence[int], fit: str = "crop") -> np.ndarray:
     """Read an image file as uint8 ``(C, H, W)``; :func:`decode_image` with :func:`image_transform`.
 
     Parameters
     ----------
     path
-        The image file.
+        The image file, or an open binary file object (errors name it by its
+        ``name`` attribute, else ``"image"``).
     image_shape
         ``(C, H, W)`` to produce, C 1 or 3.
     fit
@@ -329,11 +332,23 @@ def read_image(path: str | os.PathLike[str], image_shape: Sequence[int], fit: st
     try:
         return decode_image(path, transform)
     except ImageProblem as problem:
-        raise DataError(f"{shown_path(path)}: {problem}") from None
+        raise DataError(f"{_source_name(path)}: {problem}") from None
+
+
+def _is_stream(source: Any) -> bool:
+    return hasattr(source, "read")
+
+
+def _source_name(source: Any) -> str:
+    """How errors name an image source: its path, or a file object's ``name`` (else ``"image"``)."""
+    if _is_stream(source):
+        name = getattr(source, "name", None)
+        return shown_path(name) if isinstance(name, (str, bytes, os.PathLike)) else "image"
+    return shown_path(source)
 
 
 def load_image(
-    path: str | os.PathLike[str], image_shape: Sequence[int], fit: str = "pad", invert: bool = False
+    path: str | os.PathLike[str] | BinaryIO, image_shape: Sequence[int], fit: str = "pad", invert: bool = False
 ) -> np.ndarray:
     """Read an image file as the model's input: ``(C, H, W)`` float32 in [0, 1].
 
@@ -345,7 +360,8 @@ def load_image(
     Parameters
     ----------
     path
-        The image file.
+        The image file, or an open binary file object such as
+        ``io.BytesIO(uploaded_bytes)``.
     image_shape
         The model's ``(C, H, W)``.
     fit
