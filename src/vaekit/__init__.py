@@ -5,10 +5,11 @@ Train, inspect, generate and score, from one command or a few lines::
     import vaekit
     result = vaekit.train(out="runs/fmnist", epochs=10)
     model = vaekit.load("runs/fmnist")
+    model = vaekit.load_pretrained("fashion28-beta1")   # shipped, no training
     run = vaekit.Run.open("runs/fmnist")      # model, config, metrics, dataset
 
 The package is layered (each layer uses only the ones below it):
-``cli`` > ``training`` > ``viz`` > ``analysis`` > ``runs`` > ``models`` | ``data``
+``cli`` > ``training`` > ``app`` > ``viz`` > ``analysis`` > ``runs`` > ``zoo`` > ``models`` | ``data``
 > ``files`` | ``runtime`` > ``errors``. See ``docs/architecture.md``.
 """
 
@@ -30,6 +31,7 @@ from vaekit.models import (  # noqa: E402
 from vaekit.models.pretrained import save_pretrained  # noqa: E402
 from vaekit.runs import Run  # noqa: E402
 from vaekit.training import Callback, TrainConfig, Trainer, TrainResult, train  # noqa: E402
+from vaekit.zoo import load_pretrained, model_card, pretrained_names  # noqa: E402
 
 __all__ = [
     "ARCHITECTURES",
@@ -52,6 +54,9 @@ __all__ = [
     "export_onnx",
     "load",
     "load_dataset",
+    "load_pretrained",
+    "model_card",
+    "pretrained_names",
     "save_pretrained",
     "train",
     "vae_loss",

@@ -76,6 +76,11 @@ class Explorer:
         return self.run.path
 
     @property
+    def output_dir(self) -> Path:
+        """Where outputs go by default (see :attr:`vaekit.runs.Run.output_dir`)."""
+        return self.run.output_dir
+
+    @property
     def config(self) -> dict[str, Any]:
         return self.run.config
 
@@ -107,16 +112,15 @@ class Explorer:
     def class_means(self, refresh: bool = False) -> ClassMeans:
         """Class means of the split: from ``RUN/class_means.json`` when it was saved from the same
         weights, split and limit (then no dataset is needed), else computed (and not saved)."""
-        path = self.run_dir / CLASS_MEANS_FILE
-        if not refresh and path.is_file():
-            cached = self._read_cache(path, self._class_means_key())
+        for path in dict.fromkeys((self.run_dir / CLASS_MEANS_FILE, self.output_dir / CLASS_MEANS_FILE)):
+            cached = None if refresh or not path.is_file() else self._read_cache(path, self._class_means_key())
             if cached is not None:
                 return cached
         return compute_class_means(self.codes, self.dataset_name)
 
     def save_class_means(self, means: ClassMeans) -> Path:
-        """Store ``means`` as ``RUN/class_means.json`` for later explorations; returns the path."""
-        path = self.run_dir / CLASS_MEANS_FILE
+        """Store ``means`` as ``class_means.json`` in :attr:`output_dir` for later explorations; returns the path."""
+        path = self.output_dir / CLASS_MEANS_FILE
         write_json(path, {**means.to_json(), **self._class_means_key()})
         return path
 

@@ -33,6 +33,7 @@ from vaekit.data.source import verify_source
 from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load, read_config
 from vaekit.runtime import resolve_device, resolve_precision
+from vaekit.zoo import resolve_run_dir
 
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -127,6 +128,7 @@ class Run:
     model: torch.nn.Module
     precision: str
     data_dir: str | None = None
+    pretrained: str | None = None
     _datasets: dict[str, ImageDataset] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -137,7 +139,8 @@ class Run:
         Parameters
         ----------
         path
-            The run directory (made by :func:`vaekit.train`).
+            The run directory (made by :func:`vaekit.train`), or the name of
+            a shipped model (see :func:`vaekit.zoo.pretrained_names`).
         device
             ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda:1"``...
         precision
@@ -155,13 +158,13 @@ class Run:
         """
         target = resolve_device(device) if isinstance(device, str) else torch.device(device)
         resolved = resolve_precision(precision, target)  # bad options are refused before any file is read
-        path = Path(path)
+        path, pretrained = resolve_run_dir(path)
         config = read_config(path)
         loaded = load(path, device=target, model=model)
         if target.type != "mps":
             # Channels-last convolutions decode about twice as fast on CPUs and are no slower on GPUs.
             loaded = loaded.to(memory_format=torch.channels_last)
-        return cls(path, config, loaded, resolved, None if data_dir is None else str(data_dir))
+        return cls(path, config, loaded, resolved, None if data_dir is None else str(data_dir), pretrained)
 
     # ------------------------------------------------------------------ what the run is
 
@@ -169,6 +172,12 @@ class Run:
     def device(self) -> torch.device:
         """Where the model is."""
         return next(self.model.parameters()).device
+
+    @property
+    def output_dir(self) -> Path:
+        """Where figures and files made from this run go by default: the run directory, or
+        ``./NAME`` for a shipped model (whose own folder is part of the installed package)."""
+        return Path(self.pretrained) if self.pretrained else self.path
 
     @property
     def train_settings(self) -> dict[str, Any]:

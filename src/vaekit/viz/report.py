@@ -41,7 +41,7 @@ def build_report(run: Explorer, output: str | os.PathLike | None = None, project
     Sections a run cannot have (a manifold of a 1-D latent) are skipped with a
     note. Returns the paths of the HTML page and the JSON file.
     """
-    output = Path(output) if output is not None else run.run_dir / "report.html"
+    output = Path(output) if output is not None else run.output_dir / "report.html"
     say = progress or (lambda message: None)
     sections, notes = [], []
     pairs = latent.default_transition_pairs(run.class_names)

@@ -1,0 +1,125 @@
+"""Pretrained models: packaging a run into the zoo, model cards, loading by name, names in commands."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vaekit
+import vaekit.zoo.registry as registry
+from vaekit.cli import main
+from vaekit.runs import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _build_script():
+    spec = importlib.util.spec_from_file_location("build_pretrained", ROOT / "scripts" / "build_pretrained.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory, fashion_run, fashion_mnist_dir):
+    """``fashion_run`` packaged as the shipped model ``fashion28-beta1`` in a private zoo folder."""
+    build = _build_script()
+    weights = tmp_path_factory.mktemp("zoo") / "weights"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(registry, "WEIGHTS_DIR", weights)
+    patch.setattr(build, "WEIGHTS_DIR", weights)
+    patch.setattr(build, "TEST_LIMIT", 1000)
+    patch.setattr(build, "IW_SAMPLES", 20)
+    patch.setattr(build, "IW_IMAGES", 20)
+    patch.setenv("VAEKIT_DATA_DIR", str(fashion_mnist_dir))
+    member = build.MEMBERS[0]
+    build.write_card(member, fashion_run, build.store(member, fashion_run))
+    yield weights / member.name
+    patch.undo()
+
+
+@pytest.fixture
+def zoo(packaged, monkeypatch, fashion_mnist_dir):
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", packaged.parent)
+    monkeypatch.setenv("VAEKIT_DATA_DIR", str(fashion_mnist_dir))
+    return packaged
+
+
+def test_packaging_writes_a_run_folder_with_a_complete_card(zoo, fashion_run):
+    names = {p.name for p in zoo.iterdir()}
+    assert {"config.json", "model.safetensors", "metrics.csv", "card.json", "class_means.json"} <= names
+    card = vaekit.model_card("fashion28-beta1")
+    assert card.epochs == 2 and card.latent_dim == 2 and card.arch == "fashion28" and card.beta == 1
+    assert card.command.startswith("vaekit train-family --epochs 30")
+    assert 200 < card.test_elbo < 400 and card.iwae <= card.test_elbo + 1.0
+    assert abs(card.test_elbo_fp32 - card.test_elbo) < 0.1 or card.weights_dtype == "float32"
+    assert card.active_units == 2 and "Xeon" in card.trained_on or card.trained_on
+    assert card.weights_bytes == (zoo / "model.safetensors").stat().st_size
+    config = json.loads((zoo / "config.json").read_text())
+    assert "data" not in config and config["train"]["data_dir"] is None  # no path of the training machine
+
+
+def test_fp16_weights_stay_close_to_the_run(zoo, fashion_run):
+    stored = load_file(zoo / "model.safetensors")
+    card = vaekit.model_card("fashion28-beta1")
+    assert {str(t.dtype) for t in stored.values()} == {f"torch.{card.weights_dtype}"}
+    shipped, original = vaekit.load_pretrained("fashion28-beta1"), vaekit.load(fashion_run)
+    assert next(shipped.parameters()).dtype == torch.float32  # stored fp16, computed in fp32
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (shipped.decode(z) - original.decode(z)).abs().max() < 0.02
+
+
+def test_names_resolve_to_the_shipped_folder_and_outputs_go_to_the_working_directory(zoo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = Run.open("fashion28-beta1", device="cpu")
+    assert run.path == zoo and run.pretrained == "fashion28-beta1" and run.output_dir == Path("fashion28-beta1")
+    before = sorted(p.name for p in zoo.iterdir())
+    assert main(["reconstruct", "fashion28-beta1", "-n", "4", "--device", "cpu"]) == 0
+    assert (tmp_path / "fashion28-beta1" / "reconstructions.png").stat().st_size > 1000
+    assert main(["class-means", "fashion28-beta1", "--device", "cpu", "--limit", "500"]) == 0
+    assert (tmp_path / "fashion28-beta1" / "class_means.json").is_file()
+    assert sorted(p.name for p in zoo.iterdir()) == before  # the package folder is never written
+
+
+def test_a_run_folder_with_a_pretrained_name_stays_the_users(zoo, fashion_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(fashion_run, tmp_path / "fashion28-beta1")
+    run = Run.open("fashion28-beta1", device="cpu")
+    assert run.pretrained is None and run.path == Path("fashion28-beta1")
+
+
+def test_pretrained_command_lists_and_shows_cards(zoo, capsys):
+    assert main(["pretrained"]) == 0
+    listing = capsys.readouterr().out
+    assert "fashion28-beta1" in listing and "the report's model" in listing
+    assert main(["pretrained", "fashion28-beta1"]) == 0
+    card = capsys.readouterr().out
+    assert "vaekit train-family" in card and "test -ELBO" in card and "active units" in card
+    assert main(["pretrained", "fashion28-beta1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "fashion28-beta1"
+
+
+def test_unknown_name_is_one_line_listing_the_shipped_ones(zoo, capsys):
+    assert main(["pretrained", "fashion28-beta9"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fashion28-beta9" in err[0] and "fashion28-beta1" in err[0]
+    with pytest.raises(vaekit.ConfigError, match="not a pretrained model"):
+        vaekit.load_pretrained("nope")
+
+
+def test_a_damaged_card_is_one_line_naming_the_file(zoo, tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    shutil.copytree(zoo, weights / "fashion28-beta1")
+    (weights / "fashion28-beta1" / "card.json").write_text('{"name": "x"}')
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    with pytest.raises(vaekit.RunDirError, match="card.json: not a model card"):
+        vaekit.model_card("fashion28-beta1")
