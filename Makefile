@@ -14,7 +14,7 @@ export VAEKIT_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: setup demo test docs bench clean
+.PHONY: setup demo test docs bench pretrained clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ test: setup
 docs: setup
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs build/docs
 	@echo "docs: build/docs/index.html"
+
+# Retrain the shipped models (src/vaekit/zoo/weights/) from scratch, resumably: about 1 h each on 2 CPU cores.
+pretrained: setup
+	$(BIN)/python scripts/build_pretrained.py
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

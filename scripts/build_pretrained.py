@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vaekit
-from vaekit.analysis.bounds import evaluate_run
+from vaekit.analysis.bounds import Evaluation, evaluate_run
 from vaekit.analysis.explorer import Explorer
 from vaekit.cli import main as vaekit_main
 from vaekit.files import read_json, write_json
@@ -104,11 +104,15 @@ def package(work: Path, only: list[str] | None = None) -> None:
             print(f"{member.name}: not trained to {EPOCHS} epochs yet ({source}); skipped")
             continue
         print(f"{member.name}: packaging {source}")
-        write_card(member, source, store(member, source))
+        write_card(member, *store(member, source))
 
 
-def store(member: Member, source: Path) -> Path:
-    """Write config, metrics and weights (fp16 if close enough) into the package; returns the folder."""
+def store(member: Member, source: Path) -> tuple[Path, Evaluation, Evaluation]:
+    """Write config, metrics and weights (fp16 if close enough) into the package.
+
+    Returns the folder and the test scores of the stored and of the original weights, both with
+    the same posterior samples, so their difference is the storage's alone.
+    """
     target = WEIGHTS_DIR / member.name
     target.mkdir(parents=True, exist_ok=True)
     config = read_json(source / "config.json")
@@ -119,21 +123,22 @@ def store(member: Member, source: Path) -> Path:
     weights = load_file(source / "model.safetensors")
     save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}, target / "model.safetensors",
               metadata={"format": "pt"})
-    fp16, fp32 = _test_elbo(target), _test_elbo(source)
-    if abs(fp16 - fp32) >= FP16_TOLERANCE:
-        print(f"{member.name}: fp16 moves the test -ELBO by {fp16 - fp32:+.3f} nats; storing fp32")
+    fp16, fp32 = _elbo(target), _elbo(source)
+    if abs(fp16.elbo - fp32.elbo) >= FP16_TOLERANCE:
+        print(f"{member.name}: fp16 moves the test -ELBO by {fp16.elbo - fp32.elbo:+.3f} nats; storing fp32")
         shutil.copyfile(source / "model.safetensors", target / "model.safetensors")
-    return target
+        fp16 = fp32
+    return target, fp16, fp32
 
 
-def _test_elbo(run_dir: Path) -> float:
+def _elbo(run_dir: Path) -> Evaluation:
     return evaluate_run(Run.open(run_dir, device="cpu", precision="fp32"), iw_samples=1, iw_images=1,
-                        limit=TEST_LIMIT, seed=EVAL_SEED).elbo
+                        limit=TEST_LIMIT, seed=EVAL_SEED)
 
 
-def write_card(member: Member, source: Path, target: Path) -> None:
+def write_card(member: Member, target: Path, scores: Evaluation, scores_fp32: Evaluation) -> None:
     run = Run.open(target, device="cpu", precision="fp32")
-    scores = evaluate_run(run, iw_samples=IW_SAMPLES, iw_images=IW_IMAGES, limit=TEST_LIMIT, seed=EVAL_SEED)
+    bound = evaluate_run(run, iw_samples=IW_SAMPLES, iw_images=IW_IMAGES, limit=TEST_LIMIT, seed=EVAL_SEED)
     explorer = Explorer(run)
     explorer.save_class_means(explorer.class_means(refresh=True))
     config, metrics = run.config, run.metrics
@@ -142,11 +147,11 @@ def write_card(member: Member, source: Path, target: Path) -> None:
         "name": member.name, "summary": member.summary, "arch": config["arch"], "latent_dim": config["latent_dim"],
         "beta": member.beta, "epochs": len(metrics), "command": member.command(),
         "test_elbo": round(scores.elbo, 3), "test_recon": round(scores.recon, 3), "test_kl": round(scores.kl, 3),
-        "iwae": round(scores.iwae, 3), "iw_samples": scores.iw_samples, "iw_images": scores.iw_images,
+        "iwae": round(bound.iwae, 3), "iw_samples": bound.iw_samples, "iw_images": bound.iw_images,
         "active_units": scores.active_units, "trained_on": _machine(config),
         "train_seconds": round(sum(row["seconds"] for row in metrics), 1), "weights_dtype": dtype,
         "weights_bytes": (target / "model.safetensors").stat().st_size,
-        "test_elbo_fp32": round(_test_elbo(source), 3),
+        "test_elbo_fp32": round(scores_fp32.elbo, 3),
         "vaekit_version": config.get("vaekit_version", vaekit.__version__),
         "torch_version": config.get("torch_version", torch.__version__),
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("training", "models", "data", "runs", "analysis", "export")
+PACKAGES = ("training", "models", "data", "runs", "analysis", "export", "app", "zoo")
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -41,7 +41,7 @@ def packaged(tmp_path_factory, fashion_run, fashion_mnist_dir):
     patch.setattr(build, "IW_IMAGES", 20)
     patch.setenv("VAEKIT_DATA_DIR", str(fashion_mnist_dir))
     member = build.MEMBERS[0]
-    build.write_card(member, fashion_run, build.store(member, fashion_run))
+    build.write_card(member, *build.store(member, fashion_run))
     yield weights / member.name
     patch.undo()
 
@@ -123,3 +123,33 @@ def test_a_damaged_card_is_one_line_naming_the_file(zoo, tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
     with pytest.raises(vaekit.RunDirError, match="card.json: not a model card"):
         vaekit.model_card("fashion28-beta1")
+
+
+# ---------------------------------------------------------------------------- the models this checkout ships
+
+SHIPPED = registry.pretrained_names()
+needs_shipped = pytest.mark.skipif(not SHIPPED, reason="this checkout ships no pretrained model yet")
+
+
+@needs_shipped
+def test_shipped_models_are_small_trained_for_30_epochs_and_load():
+    total = sum(p.stat().st_size for p in registry.WEIGHTS_DIR.rglob("*") if p.is_file())
+    assert total <= 25e6
+    for name in SHIPPED:
+        card = vaekit.model_card(name)
+        assert card.name == name and card.epochs == 30 and card.test_elbo < 300
+        assert card.weights_dtype == "float32" or abs(card.test_elbo - card.test_elbo_fp32) < 0.1
+        model = vaekit.load_pretrained(name)
+        with torch.no_grad():
+            images = model.decode(torch.zeros(2, model.latent_dim))
+        assert images.shape == (2, 1, 28, 28) and torch.isfinite(images).all() and images.std() > 0.01
+
+
+@needs_shipped
+def test_report_of_a_shipped_model_needs_no_training(fashion_mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VAEKIT_DATA_DIR", str(fashion_mnist_dir))
+    name = "fashion28-beta1" if "fashion28-beta1" in SHIPPED else SHIPPED[0]
+    assert main(["report", name, "--limit", "1000", "--device", "cpu"]) == 0
+    page = (tmp_path / name / "report.html").read_text()
+    assert name in page and "<img" in page

@@ -5,7 +5,13 @@
 another server; :class:`LiveState` holds what the page shows and decodes.
 """
 
-from vaekit.app.server import DEFAULT_HOST, DEFAULT_LIMIT, DEFAULT_PORT, create_app, serve
+from vaekit.app.server import (
+    DEFAULT_HOST,
+    DEFAULT_LIMIT,
+    DEFAULT_PORT,
+    create_app,
+    serve,
+)
 from vaekit.app.state import LiveState, Plane
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_LIMIT", "DEFAULT_PORT", "LiveState", "Plane", "create_app", "serve"]
