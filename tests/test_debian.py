@@ -62,11 +62,13 @@ def serve(deb: Path):
     return download
 
 
-def test_an_unreachable_upstream_falls_back_to_the_debian_package(offline, local_deb, monkeypatch):
+def test_an_unreachable_upstream_falls_back_to_the_debian_package(offline, local_deb, monkeypatch, capsys):
     monkeypatch.setattr(debian, "apt_download", serve(local_deb))
     test = fm.load_fashion_mnist("test")
     assert len(test) == 10_000 and test.images.shape == (10_000, 1, 28, 28)
     installed = fm.user_cache_dir()
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "Debian's dataset-fashion-mnist" in said[0] and str(installed) in said[0]
     assert sorted(p.name for p in installed.iterdir()) == sorted(FILES)  # no scratch folder left behind
     # Next time the cache answers: no fetch at all.
     monkeypatch.setattr(debian, "apt_download", lambda *a: pytest.fail("fetched again"))

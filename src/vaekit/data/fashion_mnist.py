@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -196,14 +197,21 @@ def find_fashion_mnist(
     failure = "downloading is disabled"
     if download:
         try:
-            return download_fashion_mnist(splits=splits)
+            return _announce(download_fashion_mnist(splits=splits), "downloaded from the upstream host")
         except _DownloadError as exc:  # checksum errors propagate unchanged
             failure = f"download failed: {exc}"
         try:  # a machine that reaches only the package archive: Debian packages the official files
-            return fetch_debian_fashion_mnist()
+            return _announce(fetch_debian_fashion_mnist(), f"fetched from Debian's {DEBIAN_PACKAGE} package "
+                                                           "(the upstream host was unreachable)")
         except DebianFetchError as exc:
             failure += f"; Debian's {DEBIAN_PACKAGE}: {exc}"
     raise DataError(_not_found_message(splits, env, failure))
+
+
+def _announce(folder: Path, how: str) -> Path:
+    # Fetching happens once per machine; say where the data now lives so the user can find it.
+    print(f"Fashion-MNIST {how}, checksums verified: {folder}", file=sys.stderr)
+    return folder
 
 
 def fetch_debian_fashion_mnist(dest_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Path:
