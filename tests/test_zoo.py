@@ -125,6 +125,20 @@ def test_a_damaged_card_is_one_line_naming_the_file(zoo, tmp_path, monkeypatch):
         vaekit.model_card("fashion28-beta1")
 
 
+
+def test_the_live_explorer_opens_a_pretrained_name(zoo):
+    from starlette.testclient import TestClient
+
+    from vaekit.app import create_app
+    from vaekit.app.server import _state_for
+
+    state = _state_for("fashion28-beta1", limit=300, device="cpu", precision="fp32", data_dir=None)
+    client = TestClient(create_app(state))
+    info = client.get("/api/info").json()
+    assert info["count"] == 300 and info["latent_dim"] == 2 and len(info["classes"]) == 10
+    one, two = (client.get("/api/decode", params={"x": x, "y": 0.0}) for x in (-1.5, 1.5))
+    assert one.status_code == two.status_code == 200 and one.content != two.content
+
 # ---------------------------------------------------------------------------- the models this checkout ships
 
 SHIPPED = registry.pretrained_names()
