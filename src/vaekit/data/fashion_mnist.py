@@ -257,11 +257,7 @@ def _fetch(url: str, dest: Path) -> None:
             shutil.copyfileobj(response, out, 1 << 20)
 
 
-def download_fashion_mnist(
-    dest_dir: str | os.PathLike[str] | None = None,
-    *,
-    splits: Iterable[str] = _SPLITS,
-) -> Path:
+def download_fashion_mnist(dest_dir: str | os.PathLike[str] | None = None, *, splits: Iterable[str] = _SPLITS) -> Path:
     """Download the official Fashion-MNIST files and verify their MD5s.
 
     Files already present in ``dest_dir`` that pass the checksum are kept.
@@ -301,9 +297,7 @@ def download_fashion_mnist(
 def _download_one(url: str, target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-        )
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         os.close(fd)
     except OSError as exc:
         raise _DownloadError(f"{target.parent}: cannot write: {_one_line(exc)}") from exc
@@ -494,12 +488,8 @@ def _check_pair(
         )
 
 
-def _fashion_mnist_loader(
-    split: str = "train",
-    data_dir: str | os.PathLike[str] | None = None,
-    download: bool = True,
-    **kwargs: Any,
-) -> ImageDataset:
+def _fashion_mnist_loader(split: str = "train", data_dir: str | os.PathLike[str] | None = None, download: bool = True,
+                          **kwargs: Any) -> ImageDataset:
     return load_fashion_mnist(split, data_dir, download, **kwargs)
 
 
