@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "vaekit.cli.export",  # export (ONNX)
     "vaekit.cli.zoo",  # pretrained (the shipped models)
     "vaekit.cli.live",  # explore (the live latent explorer in the browser)
+    "vaekit.cli.anomaly_protocol",  # anomaly-protocol
 )
 
 

@@ -1,0 +1,347 @@
+"""The held-out-class anomaly-detection protocol, as one call.
+
+For each class of the dataset in turn, :func:`run_anomaly_protocol` trains a
+model without that class (``exclude_classes=[class]``), then scores the whole
+test split with every score of :data:`~vaekit.analysis.anomaly.ANOMALY_SCORES`
+(the held-out class is the anomaly) and reports the AUROC per class and score,
+and the mean over classes. Finished members are left as they are and
+interrupted ones resumed, so the same command can be run again after Ctrl-C;
+scoring is always redone (it is cheap next to training).
+
+Layout::
+
+    OUT/
+      anomaly_protocol.json   recipe, machine, wall time, AUROC per class and score, means
+      anomaly_protocol.md     the table: class x score, last row the mean
+      without_bag/            one run directory per held-out class (see vaekit.runs)
+      ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vaekit.analysis.anomaly import ANOMALY_SCORES, anomaly_protocol, held_out_mask
+from vaekit.analysis.bounds import run_likelihood
+from vaekit.analysis.inference import inference_for
+from vaekit.data.classes import resolve_classes
+from vaekit.data.dataset import ImageDataset
+from vaekit.data.registry import load_dataset
+from vaekit.errors import ConfigError, RunDirError
+from vaekit.files import atomic_write_text, write_json
+from vaekit.guard import LOCK_FILE, writer_lock
+from vaekit.models.pretrained import CONFIG_FILE, read_config
+from vaekit.models.spec import get_arch
+from vaekit.runs.run import CHECKPOINT_FILE, Run
+from vaekit.runtime import resolve_device
+from vaekit.training.api import train
+from vaekit.training.config import TrainConfig
+from vaekit.training.trainer import TrainingInterrupted
+from vaekit.training.tuning import machine_name
+
+__all__ = [
+    "PROTOCOL_FILE",
+    "PROTOCOL_LATENT_DIM",
+    "SCORE_TITLES",
+    "TABLE_FILE",
+    "ClassResult",
+    "ProtocolInterrupted",
+    "ProtocolResult",
+    "member_dir_name",
+    "protocol_table",
+    "run_anomaly_protocol",
+]
+
+PROTOCOL_FILE = "anomaly_protocol.json"
+TABLE_FILE = "anomaly_protocol.md"
+#: The protocol's latent size when none is given (the architecture's own is 2 for fashion28).
+PROTOCOL_LATENT_DIM = 8
+#: Column titles of the scores in the table.
+SCORE_TITLES = {"neg_elbo": "-ELBO", "recon_error": "recon. error", "iwae": "IWAE", "complexity": "complexity"}
+_FORMAT = "vaekit-anomaly-protocol"
+# Settings that may differ when a member is reused or resumed (as for `vaekit train --resume`).
+_RUNTIME_FIELDS = ("epochs", "device", "data_dir", "log")
+
+
+@dataclass
+class ClassResult:
+    """One held-out class: its model, what was done to it, and the AUROC of every score.
+
+    ``status`` is ``"trained"``, ``"resumed"`` or ``"complete"`` (already
+    finished: left untouched). ``in_distribution_neg_elbo`` is the mean
+    negative ELBO (nats) of the test images of the other classes.
+    """
+
+    name: str
+    run_dir: Path
+    status: str
+    auroc: dict[str, float]
+    n_normal: int
+    n_anomalous: int
+    in_distribution_neg_elbo: float
+    train_s: float
+    score_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.name, "run": self.run_dir.name, "status": self.status, "auroc": self.auroc,
+                "n_normal": self.n_normal, "n_anomalous": self.n_anomalous,
+                "in_distribution_test_neg_elbo": self.in_distribution_neg_elbo,
+                "train_s": round(self.train_s, 2), "score_s": round(self.score_s, 2)}
+
+
+@dataclass
+class ProtocolResult:
+    """What :func:`run_anomaly_protocol` returns: one row per class, the means, and the files written."""
+
+    out: Path
+    classes: list[ClassResult]
+    mean: dict[str, float]
+    json_path: Path
+    table_path: Path
+    table: str
+    wall_s: float
+
+
+class ProtocolInterrupted(TrainingInterrupted):
+    """Ctrl-C during the protocol: the member was saved; the same command resumes."""
+
+    def __init__(self, run_dir: Path, out: Path) -> None:
+        super().__init__(run_dir)
+        self.args = (f"interrupted; {run_dir.name} was saved: run the same `vaekit anomaly-protocol ... --out {out}` "
+                     "to resume it and train the remaining classes",)
+
+
+def member_dir_name(class_name: str) -> str:
+    """Directory of the model trained without ``class_name``.
+
+    Examples
+    --------
+    >>> member_dir_name("T-shirt/top")
+    'without_t_shirt_top'
+    >>> member_dir_name("Ankle boot")
+    'without_ankle_boot'
+    """
+    slug = re.sub(r"[^0-9a-z]+", "_", class_name.lower()).strip("_")
+    return f"without_{slug or 'class'}"
+
+
+def run_anomaly_protocol(
+    base: TrainConfig | None = None,
+    out: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    iw_samples: int = 16,
+    progress: bool = True,
+    seed: int = 0,
+    command: str | None = None,
+    **overrides: Any,
+) -> ProtocolResult:
+    """Train one model per held-out class, score the test split, and report AUROC per class and score.
+
+    Parameters
+    ----------
+    base
+        Training settings shared by every member (default: vaekit's defaults
+        with ``latent_dim=8``; a ``latent_dim`` of None also means 8). Keyword
+        ``overrides`` replace single fields, e.g. ``epochs=1``. Its
+        ``exclude_classes`` must be empty: each member sets its own.
+        ``test_limit`` also limits the images scored.
+    out
+        Protocol directory; members go in ``out/without_<class>``.
+    classes
+        Classes to hold out, one member each, as users type them
+        (default: every class of the dataset).
+    iw_samples
+        K of the IWAE and complexity-corrected scores.
+    progress
+        Show progress bars and per-member headers.
+    seed
+        Seeds the posterior samples of the scores.
+    command
+        The command line to record in the JSON (the CLI passes its own).
+
+    Returns
+    -------
+    ProtocolResult
+        The rows, the mean AUROC per score, and the paths of
+        ``anomaly_protocol.json`` and ``anomaly_protocol.md``.
+
+    Raises
+    ------
+    ConfigError
+        For bad settings or an unknown class (before anything is trained), or
+        an existing member trained with other settings.
+    ProtocolInterrupted
+        On Ctrl-C, once the running member is saved; calling again resumes.
+    """
+    started = time.perf_counter()
+    if out is None:
+        raise ConfigError("out: a protocol directory is required", param="out")
+    out = Path(out)
+    base = dataclasses.replace(base or TrainConfig(latent_dim=PROTOCOL_LATENT_DIM), **overrides)
+    if base.latent_dim is None:
+        base = dataclasses.replace(base, latent_dim=PROTOCOL_LATENT_DIM)
+    test, names = _plan(base, out, classes, iw_samples)
+    device = resolve_device(base.device)
+    record = {"format": _FORMAT, "dataset": base.dataset, "arch": base.arch, "latent_dim": base.latent_dim,
+              "iw_samples": iw_samples, "seed": seed, "scores": list(ANOMALY_SCORES), "split": test.split,
+              "test_images": len(test), "command": command,
+              "recipe": {k: v for k, v in base.to_dict().items() if k != "exclude_classes"},
+              "machine": machine_name(device)}
+    rows: list[ClassResult] = []
+    with writer_lock(out, what="anomaly protocol"):
+        for index, name in enumerate(names, start=1):
+            run_dir = out / member_dir_name(name)
+            if progress:
+                _say(f"[{index}/{len(names)}] {run_dir.name} ({name} held out)")
+            tic = time.perf_counter()
+            status = _train_member(dataclasses.replace(base, exclude_classes=[name]), run_dir, out, progress)
+            train_s = time.perf_counter() - tic
+            if progress and status == "complete":
+                _say(f"{run_dir.name}: already complete, left as is")
+            rows.append(_score_member(run_dir, name, status, test, base, iw_samples, seed, train_s))
+            table, mean = _write(out, record, rows, time.perf_counter() - started, done=index == len(names))
+    return ProtocolResult(out, rows, mean, out / PROTOCOL_FILE, out / TABLE_FILE, table,
+                          time.perf_counter() - started)
+
+
+def _plan(base: TrainConfig, out: Path, classes: Sequence[str] | None,
+          iw_samples: int) -> tuple[ImageDataset, list[str]]:
+    """Check everything that can be checked before training; return the test images and the class names."""
+    if base.exclude_classes:
+        raise ConfigError("exclude_classes: the protocol holds out one class per member itself; "
+                          "use classes (--classes) to choose them", param="exclude_classes")
+    base.validate()
+    spec = get_arch(base.arch, base.latent_dim)  # unknown architecture: one line, before anything
+    if isinstance(iw_samples, bool) or not isinstance(iw_samples, int) or iw_samples < 1:
+        raise ConfigError(f"iw_samples must be at least 1, got {iw_samples!r}", param="iw_samples")
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory")
+    extra = {"image_shape": spec.input_shape} if base.dataset.strip().lower().startswith("folder:") else {}
+    test = load_dataset(base.dataset, "test", data_dir=base.data_dir, **extra)
+    if base.test_limit:
+        test = test.subset(slice(0, base.test_limit))
+    if classes is not None and isinstance(classes, str):
+        classes = [classes]
+    if classes is not None and not list(classes):
+        raise ConfigError("classes: give at least one class to hold out", param="classes")
+    ids = resolve_classes(list(classes), test.class_names) if classes is not None else range(len(test.class_names))
+    names = [test.class_names[i] for i in dict.fromkeys(ids)]  # each class once, in the given order
+    if len(names) < 2 and classes is None:
+        raise ConfigError(f"dataset '{base.dataset}' has fewer than two classes: nothing to hold out")
+    for name in names:
+        held = held_out_mask(test, [name])
+        if held.all() or not held.any():
+            raise ConfigError(f"classes: the {len(test)} test images scored hold {int(held.sum())} of class "
+                              f"{name!r} and {int((~held).sum())} of the others; both are needed "
+                              "(raise --test-limit)", param="classes")
+    return test, names
+
+
+def _train_member(config: TrainConfig, run_dir: Path, out: Path, progress: bool) -> str:
+    """Train, resume or skip one member; return what was done."""
+    state = _member_state(run_dir, config)
+    if state == "complete":
+        return state
+    try:
+        if state == "resume":
+            train(out=run_dir, resume=True, progress=progress, **config.to_dict())
+            return "resumed"
+        train(config, out=run_dir, progress=progress)
+        return "trained"
+    except TrainingInterrupted:
+        raise ProtocolInterrupted(run_dir, out) from None
+
+
+def _member_state(run_dir: Path, config: TrainConfig) -> str:
+    """``"new"``, ``"complete"`` or ``"resume"``; refuses other settings and unfinished runs without a checkpoint."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return "new"
+    saved_config = read_config(run_dir)
+    saved = TrainConfig.from_dict(saved_config.get("train", {})).to_dict()
+    for key, value in config.to_dict().items():
+        if key not in _RUNTIME_FIELDS and saved.get(key) != value:
+            raise ConfigError(
+                f"{run_dir}: this member was trained with --{key.replace('_', '-')} {saved.get(key)!r}, "
+                f"not {value!r}; use the same settings to resume the protocol, or choose another --out"
+            )
+    if saved_config.get("status") == "complete" and int(saved_config.get("epochs_done", 0)) >= config.epochs:
+        return "complete"
+    if (run_dir / CHECKPOINT_FILE).is_file():
+        return "resume"
+    found = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
+    raise RunDirError(f"{run_dir}: holds {', '.join(found)} but no {CHECKPOINT_FILE} to resume from; "
+                      "nothing was deleted: move it away to retrain this member")
+
+
+def _score_member(run_dir: Path, name: str, status: str, test: ImageDataset, base: TrainConfig, iw_samples: int,
+                  seed: int, train_s: float) -> ClassResult:
+    """Score the test images with the member trained without ``name``."""
+    tic = time.perf_counter()
+    run = Run.open(run_dir, device=base.device, precision=base.precision, data_dir=base.data_dir)
+    result = anomaly_protocol(inference_for(run), test, [name], run_likelihood(run.config), iw_samples, seed)
+    normal = ~result.is_anomaly
+    return ClassResult(name, run_dir, status, dict(result.auroc), int(normal.sum()), int(result.is_anomaly.sum()),
+                       float(np.mean(result.scores.scores["neg_elbo"][normal])), train_s,
+                       time.perf_counter() - tic)
+
+
+def _write(out: Path, record: dict[str, Any], rows: list[ClassResult], wall_s: float,
+           done: bool) -> tuple[str, dict[str, float]]:
+    """Write the JSON and the Markdown table of the rows so far; return the table and the means."""
+    mean = {score: float(np.mean([row.auroc[score] for row in rows])) for score in ANOMALY_SCORES}
+    table = protocol_table(rows, mean, record)
+    write_json(out / PROTOCOL_FILE, {**record, "complete": done, "wall_time_s": round(wall_s, 2),
+                                     "classes": [row.to_dict() for row in rows], "mean": mean})
+    atomic_write_text(out / TABLE_FILE, table)
+    return table, mean
+
+
+def protocol_table(rows: Sequence[ClassResult], mean: dict[str, float], record: dict[str, Any] | None = None) -> str:
+    """The Markdown table: one row per held-out class, one column per score (AUROC), last row the mean.
+
+    Parameters
+    ----------
+    rows
+        The classes' results.
+    mean
+        Mean AUROC per score over ``rows``.
+    record
+        The protocol's settings (dataset, arch, latent_dim, iw_samples, recipe, machine) for the caption.
+
+    Returns
+    -------
+    str
+        Markdown, ending with a newline.
+    """
+    lines = []
+    if record is not None:
+        recipe = record.get("recipe", {})
+        lines += ["# Held-out-class anomaly detection: AUROC", "",
+                  f"{record['dataset']}, {record['arch']}, latent {record['latent_dim']}, "
+                  f"{recipe.get('epochs')} epochs; IWAE and complexity scores with K = {record['iw_samples']}; "
+                  f"{record['test_images']} test images scored; {record['machine']}.",
+                  "Each row is a model trained without that class, whose test images are the anomalies; "
+                  "1 is perfect, 0.5 chance.", ""]
+    titles = [SCORE_TITLES.get(score, score) for score in ANOMALY_SCORES]
+    lines.append("| held-out class | " + " | ".join(titles) + " | normal | anomalous | in-dist. -ELBO |")
+    lines.append("|---|" + "---:|" * (len(titles) + 3))
+    for row in rows:
+        cells = [f"{row.auroc[score]:.3f}" for score in ANOMALY_SCORES]
+        lines.append(f"| {row.name.replace('|', '/')} | " + " | ".join(cells)
+                     + f" | {row.n_normal} | {row.n_anomalous} | {row.in_distribution_neg_elbo:.2f} |")
+    cells = [f"**{mean[score]:.3f}**" for score in ANOMALY_SCORES]
+    lines.append(f"| **mean ({len(rows)})** | " + " | ".join(cells) + " | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _say(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message)
