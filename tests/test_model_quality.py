@@ -1,0 +1,123 @@
+"""benchmarks/model_quality.py: a tiny end-to-end grid on the real Fashion-MNIST, and the --reuse matching."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "model_quality.py"
+
+
+@pytest.fixture(scope="module")
+def model_quality():
+    spec = importlib.util.spec_from_file_location("model_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(model_quality, fashion_mnist_dir, tmp_path_factory):
+    """Latent 2 / beta 1, seeds 0 and 1, one epoch on 300 images: the results folder."""
+    tmp = tmp_path_factory.mktemp("model-quality")
+    results = tmp / "results"
+    assert model_quality.main([*TINY_GRID, "--data-dir", str(fashion_mnist_dir), "--out", str(tmp / "runs"),
+                               "--results-dir", str(results)]) == 0
+    return results
+
+
+TINY_GRID = ["--train-limit", "300", "--epochs", "1", "--cells", "2:1", "--seeds", "0", "1", "--iw-samples", "4",
+             "--iw-images", "16", "--probe-train", "200", "--device", "cpu"]
+
+
+def test_json_keeps_every_seed_and_the_meta(tiny_grid):
+    data = json.loads((tiny_grid / "results.json").read_text())
+    assert [(r["latent_dim"], r["beta"], r["seed"]) for r in data["rows"]] == [(2, 1.0, 0), (2, 1.0, 1)]
+    assert all(r["iw_images"] == 16 and r["iw_samples"] == 4 and r["train_images"] == 300 for r in data["rows"])
+    meta = data["meta"]
+    for key in ("command", "machine", "threads", "torch", "date", "wall_minutes", "train_seconds"):
+        assert key in meta
+    assert meta["holdout"] is None and meta["test_images"] == 10000
+    assert "auroc_iwae" not in data["rows"][0]  # no held-out class by default
+
+
+def test_cell_row_is_the_mean_over_seeds(tiny_grid):
+    rows = json.loads((tiny_grid / "results.json").read_text())["rows"]
+    page = (tiny_grid / "results.md").read_text()
+    match = re.search(r"^\| 2 \| 1 \| 0, 1 \(2\) \| ([\d.]+) ± ([\d.]+) \|", page, re.MULTILINE)
+    assert match, page
+    mean = (rows[0]["elbo"] + rows[1]["elbo"]) / 2
+    assert float(match.group(1)) == pytest.approx(mean, abs=0.051)
+
+
+def test_figure_and_render_only_reproduce_the_page(model_quality, tiny_grid):
+    png = tiny_grid / "results_rate_distortion.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    page = (tiny_grid / "results.md").read_bytes()
+    assert "(results_rate_distortion.png)" in page.decode()
+    (tiny_grid / "results.md").write_text("stale")
+    png.unlink()
+    assert model_quality.main(["--render-only", "--results-dir", str(tiny_grid)]) == 0
+    assert (tiny_grid / "results.md").read_bytes() == page
+    assert png.stat().st_size > 5000
+
+
+def test_a_second_run_reuses_runs_and_measurements(model_quality, tiny_grid, fashion_mnist_dir, tmp_path):
+    first = json.loads((tiny_grid / "results.json").read_text())["rows"]
+    assert model_quality.main([*TINY_GRID, "--data-dir", str(fashion_mnist_dir), "--out", str(tiny_grid.parent / "runs"),
+                               "--results-dir", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert all(row["reused_run"] for row in again)
+    assert [row["elbo"] for row in again] == [row["elbo"] for row in first]
+    assert [row["evaluate_seconds"] for row in again] == [row["evaluate_seconds"] for row in first]  # kept
+
+
+def test_not_measured_yet_names_what_is_missing(tiny_grid):
+    page = (tiny_grid / "results.md").read_text()
+    missing = page[page.index("## Not measured yet"):]
+    assert "latent 8 beta 1" in missing and "latent 32 beta 5" in missing and "latent 2 beta 2" in missing
+    assert "seed 2 not run" in missing
+    assert "1 epoch (< 30)" in missing and "train_limit 300" in missing
+    assert "K = 4 (< 5000)" in missing and "16 of 10,000 test images" in missing
+    assert "h of training" in missing and "--reuse build/pretrained" in missing
+    assert "Not comparable yet" in page and "260.76" in page  # the Keras anchor row
+
+
+def test_reuse_finds_only_an_exactly_matching_run(model_quality, tiny_grid, tmp_path):
+    # A real finished run of the tiny grid (latent 2, beta 1, 1 epoch, 300 images, seed 0), stored the way
+    # build/pretrained/family/<member> is: two levels below the --reuse folder.
+    store = tmp_path / "pretrained" / "family"
+    shutil.copytree(tiny_grid.parent / "runs" / "z2-beta1-e1-s0-n300", store / "member")
+    args = model_quality.parse_args(["--epochs", "1", "--train-limit", "300", "--out", str(tmp_path / "runs"),
+                                     "--reuse", str(tmp_path / "pretrained")])
+    config = model_quality.cell_config(args, 2, 1.0, 0)
+    assert model_quality.find_reusable(args.reuse, config) == store / "member"
+    for key, value in (("beta", 2.0), ("seed", 1), ("epochs", 30), ("train_limit", None), ("latent_dim", 8),
+                       ("exclude_classes", ["Bag"]), ("lr", 3e-4)):
+        other = model_quality.cell_config(args, 2, 1.0, 0)
+        setattr(other, key, value)
+        assert model_quality.find_reusable(args.reuse, other) is None, key
+    run_dir, timing = model_quality.train_cell(args, 2, 1.0, 0)  # reused: nothing is trained
+    assert run_dir == store / "member" and timing["reused_run"] and not (tmp_path / "runs").exists()
+
+
+def test_reuse_compares_the_top_level_latent_dim(model_quality, tiny_grid, tmp_path):
+    """fashion28's default latent (2) is recorded as null in config['train'] when not given explicitly."""
+    member = tmp_path / "family" / "member"
+    shutil.copytree(tiny_grid.parent / "runs" / "z2-beta1-e1-s0-n300", member)
+    saved = json.loads((member / "config.json").read_text())
+    saved["train"]["latent_dim"] = None
+    (member / "config.json").write_text(json.dumps(saved))
+    args = model_quality.parse_args(["--epochs", "1", "--train-limit", "300"])
+    config = model_quality.cell_config(args, 2, 1.0, 0)
+    assert model_quality.find_reusable([tmp_path], config) == member
+    saved["status"] = "running"
+    (member / "config.json").write_text(json.dumps(saved))
+    assert model_quality.find_reusable([tmp_path], config) is None
