@@ -139,6 +139,26 @@ def test_the_live_explorer_opens_a_pretrained_name(zoo):
     one, two = (client.get("/api/decode", params={"x": x, "y": 0.0}) for x in (-1.5, 1.5))
     assert one.status_code == two.status_code == 200 and one.content != two.content
 
+
+@pytest.mark.parametrize("argv, output", [
+    (["sample", "-n", "4"], "samples.png"),
+    (["latent-map", "--limit", "300"], "latent_map.png"),
+    (["transitions", "--limit", "300"], "transitions.png"),
+    (["evaluate", "--limit", "200", "--iw-samples", "4", "--iw-images", "8"], "evaluation.json"),
+    (["embed", "--limit", "300", "--probe-train", "300"], "embeddings.npz"),
+])
+def test_analysis_commands_take_a_pretrained_name(zoo, tmp_path, monkeypatch, argv, output):
+    monkeypatch.chdir(tmp_path)
+    command, *options = argv
+    assert main([command, "fashion28-beta1", *options, "--device", "cpu"]) == 0
+    assert (tmp_path / "fashion28-beta1" / output).stat().st_size > 100
+
+
+def test_a_pretrained_model_exports_to_onnx(zoo, tmp_path):
+    pytest.importorskip("onnxruntime")
+    assert main(["export", "fashion28-beta1", "-o", str(tmp_path / "onnx")]) == 0
+    assert {p.name for p in (tmp_path / "onnx").iterdir()} >= {"encoder.onnx", "decoder.onnx"}
+
 # ---------------------------------------------------------------------------- the models this checkout ships
 
 SHIPPED = registry.pretrained_names()
