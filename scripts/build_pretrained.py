@@ -148,6 +148,7 @@ def write_card(member: Member, target: Path, scores: Evaluation, scores_fp32: Ev
         "beta": member.beta, "epochs": len(metrics), "command": member.command(),
         "test_elbo": round(scores.elbo, 3), "test_recon": round(scores.recon, 3), "test_kl": round(scores.kl, 3),
         "iwae": round(bound.iwae, 3), "iw_samples": bound.iw_samples, "iw_images": bound.iw_images,
+        "elbo_iw_images": round(bound.elbo_iw_images, 3),
         "active_units": scores.active_units, "trained_on": _machine(config),
         "train_seconds": round(sum(row["seconds"] for row in metrics), 1), "weights_dtype": dtype,
         "weights_bytes": (target / "model.safetensors").stat().st_size,

@@ -43,10 +43,11 @@ def draw_figures(name: str) -> dict[str, Path]:
 def card_table(card: vaekit.zoo.ModelCard) -> nodes.Node:
     rows = [
         ("architecture", f"{card.arch}, latent {card.latent_dim}, beta {card.beta:g}"),
-        ("trained", f"{card.epochs} epochs on {card.trained_on}, {card.train_seconds / 60:.0f} min"),
+        ("trained", f"{card.epochs} epochs on {card.trained_on}, {card.train_seconds / 60:.0f} min wall time"),
         ("command", card.command),
         ("test -ELBO", f"{card.test_elbo:.2f} nats (recon {card.test_recon:.2f} + KL {card.test_kl:.2f})"),
-        ("test IWAE", f"{card.iwae:.2f} nats (K = {card.iw_samples}, first {card.iw_images} test images)"),
+        ("test IWAE", f"{card.iwae:.2f} nats (K = {card.iw_samples}, first {card.iw_images} test images, "
+                      f"whose -ELBO is {card.elbo_iw_images:.2f})"),
         ("active units", f"{card.active_units} of {card.latent_dim}"),
         ("weights", f"{card.weights_dtype}, {card.weights_bytes / 1e6:.2f} MB"),
     ]

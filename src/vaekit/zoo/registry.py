@@ -52,6 +52,7 @@ class ModelCard:
     iwae: float
     iw_samples: int
     iw_images: int
+    elbo_iw_images: float
     active_units: int
     trained_on: str
     train_seconds: float
@@ -78,10 +79,11 @@ class ModelCard:
         rows = [
             ("model", f"{self.name}: {self.summary}"),
             ("architecture", f"{self.arch}, latent {self.latent_dim}, beta {self.beta:g}"),
-            ("trained", f"{self.epochs} epochs on {self.trained_on} in {self.train_seconds / 60:.0f} min"),
+            ("trained", f"{self.epochs} epochs on {self.trained_on}, {self.train_seconds / 60:.0f} min wall time"),
             ("command", self.command),
             ("test -ELBO", f"{self.test_elbo:.2f} nats (recon {self.test_recon:.2f} + KL {self.test_kl:.2f})"),
-            ("test IWAE", f"{self.iwae:.2f} nats (K = {self.iw_samples} on the first {self.iw_images} test images)"),
+            ("test IWAE", f"{self.iwae:.2f} nats (K = {self.iw_samples} on the first {self.iw_images} test images, "
+                          f"whose -ELBO is {self.elbo_iw_images:.2f})"),
             ("active units", f"{self.active_units} of {self.latent_dim}"),
             ("weights", f"{self.weights_dtype}, {self.weights_bytes / 1e6:.2f} MB "
                         f"(fp32 weights: test -ELBO {self.test_elbo_fp32:.2f})"),
