@@ -41,9 +41,11 @@ def packaged(tmp_path_factory, fashion_run, fashion_mnist_dir):
     patch.setattr(build, "IW_IMAGES", 20)
     patch.setenv("VAEKIT_DATA_DIR", str(fashion_mnist_dir))
     member = build.MEMBERS[0]
-    build.write_card(member, *build.store(member, fashion_run))
-    yield weights / member.name
-    patch.undo()
+    try:
+        build.write_card(member, *build.store(member, fashion_run))
+    finally:
+        patch.undo()  # each test that wants this zoo asks for it (fixture `zoo`)
+    return weights / member.name
 
 
 @pytest.fixture
