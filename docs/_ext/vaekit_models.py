@@ -82,6 +82,12 @@ class ModelsDirective(SphinxDirective):
         return result
 
 
+def _always_redraw(app, env, added, changed, removed) -> list[str]:
+    # The page depends on the shipped weights, which Sphinx does not track: re-read it every build.
+    return [name for name in env.found_docs if name == "models"]
+
+
 def setup(app):
     app.add_directive("vaekit-models", ModelsDirective)
+    app.connect("env-get-outdated", _always_redraw)
     return {"parallel_read_safe": True, "version": vaekit.__version__}
