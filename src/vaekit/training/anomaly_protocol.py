@@ -43,6 +43,7 @@ from vaekit.runs.run import CHECKPOINT_FILE, Run
 from vaekit.runtime import resolve_device
 from vaekit.training.api import train
 from vaekit.training.config import TrainConfig
+from vaekit.training.family import SeriesInterrupted
 from vaekit.training.trainer import TrainingInterrupted
 from vaekit.training.tuning import machine_name
 
@@ -109,13 +110,10 @@ class ProtocolResult:
     wall_s: float
 
 
-class ProtocolInterrupted(TrainingInterrupted):
+class ProtocolInterrupted(SeriesInterrupted):
     """Ctrl-C during the protocol: the member was saved; the same command resumes."""
 
-    def __init__(self, run_dir: Path, out: Path) -> None:
-        super().__init__(run_dir)
-        self.args = (f"interrupted; {run_dir.name} was saved: run the same `vaekit anomaly-protocol ... --out {out}` "
-                     "to resume it and train the remaining classes",)
+    command, remaining = "anomaly-protocol", "classes"
 
 
 def member_dir_name(class_name: str) -> str:

@@ -123,13 +123,19 @@ class FamilyResult:
     rate_distortion: Path
 
 
-class FamilyInterrupted(TrainingInterrupted):
-    """Ctrl-C during a family: the member was saved; the same command resumes."""
+class SeriesInterrupted(TrainingInterrupted):
+    """Ctrl-C during a series of runs (a family, a protocol): the member was saved; the same command resumes."""
+
+    command, remaining = "train-family", "members"
 
     def __init__(self, run_dir: Path, out: Path) -> None:
         super().__init__(run_dir)
-        self.args = (f"interrupted; {run_dir.name} was saved: run the same `vaekit train-family ... --out {out}` "
-                     "to resume it and train the remaining members",)
+        self.args = (f"interrupted; {run_dir.name} was saved: run the same `vaekit {self.command} ... --out {out}` "
+                     f"to resume it and train the remaining {self.remaining}",)
+
+
+class FamilyInterrupted(SeriesInterrupted):
+    """Ctrl-C during a family: the member was saved; the same command resumes."""
 
 
 def member_name(arch: str, beta: float, latent_dim: int | None = None) -> str:
