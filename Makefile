@@ -36,8 +36,10 @@ docs: setup
 	@echo "docs: build/docs/index.html"
 
 # Retrain the shipped models (src/vaekit/zoo/weights/) from scratch, resumably: about 1 h each on 2 CPU cores.
+# JOBS=2 trains two at a time (benchmarks/parallel_runs.py says what pays on this machine).
+JOBS ?= 1
 pretrained: setup
-	$(BIN)/python scripts/build_pretrained.py
+	$(BIN)/python scripts/build_pretrained.py --jobs $(JOBS)
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

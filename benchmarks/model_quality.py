@@ -26,7 +26,9 @@ Runs go to ``--out`` (default ``runs/model-quality``). A finished run with the
 same settings there, or in a ``--reuse`` folder (searched two levels deep, e.g.
 the pretrained family of ``scripts/build_pretrained.py``), is reused rather than
 retrained, and finished measurements are kept in ``OUT/measurements``, so an
-interrupted grid continues. The full grid on a GPU::
+interrupted grid continues. ``--jobs N`` trains the missing runs first, N at a
+time, each in its own process with its share of the cores (or of the GPU): small
+models train more images per second in all this way (``benchmarks/parallel_runs.py``). The full grid on a GPU::
 
     python benchmarks/model_quality.py --device cuda --reuse build/pretrained
 
@@ -62,6 +64,7 @@ from vaekit.runs.run import read_metrics
 from vaekit.runtime import resolve_device
 from vaekit.training import train
 from vaekit.training.config import TrainConfig
+from vaekit.training.series import TrainJob, train_jobs
 from vaekit.training.tuning import machine_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-limit", type=int, default=None,
                         help="train on the first N images only (quick checks of the script, not for the table)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "model-quality", help="where runs are kept")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each in its own process (vaekit.training.series.train_jobs); "
+                             "then all are measured")
     parser.add_argument("--reuse", type=Path, nargs="+", default=[], metavar="DIR",
                         help="more folders searched (two levels deep) for finished runs with a cell's exact settings")
     parser.add_argument("--results-dir", type=Path, default=REPO / "docs")
@@ -132,6 +138,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--train-limit", str(args.train_limit)]
     if args.reuse:
         parts += ["--reuse", *map(_repo_path, args.reuse)]
+    if args.jobs > 1:
+        parts += ["--jobs", str(args.jobs)]
     return shlex.join(parts)
 
 
@@ -169,23 +177,47 @@ def find_reusable(folders: list[Path], config: TrainConfig) -> Path | None:
     return None
 
 
-def train_cell(args: argparse.Namespace, latent: int, beta: float, seed: int) -> tuple[Path, dict[str, Any]]:
-    """Train (or reuse) one run; return its directory and how it was made."""
-    config = cell_config(args, latent, beta, seed)
+def cell_dir(args: argparse.Namespace, latent: int, beta: float, seed: int) -> Path:
     limit = f"-n{args.train_limit}" if args.train_limit else ""
     holdout = f"-no-{args.holdout.replace('/', '_')}" if args.holdout else ""
-    run_dir = args.out / f"z{latent}-beta{beta:g}-e{args.epochs}-s{seed}{limit}{holdout}"
-    started = time.perf_counter()
+    return args.out / f"z{latent}-beta{beta:g}-e{args.epochs}-s{seed}{limit}{holdout}"
+
+
+def _reusable(args: argparse.Namespace, run_dir: Path, config: TrainConfig) -> Path | None:
     reused = run_dir if _finished_run(run_dir, config) else find_reusable(args.reuse, config)
-    if reused is None:
-        if run_dir.exists():
-            raise SystemExit(f"{run_dir}: exists but is not a finished run with these settings; remove it")
+    if reused is None and run_dir.exists():
+        raise SystemExit(f"{run_dir}: exists but is not a finished run with these settings; remove it")
+    return reused
+
+
+def train_all_at_once(args: argparse.Namespace) -> dict[Path, float]:
+    """With ``--jobs N`` above 1: train every missing cell first, N at a time; return their seconds."""
+    todo = []
+    for seed in args.seeds:
+        for latent, beta in args.grid:
+            config, run_dir = cell_config(args, latent, beta, seed), cell_dir(args, latent, beta, seed)
+            if _reusable(args, run_dir, config) is None:
+                todo.append(TrainJob(config, run_dir))
+    if todo:
+        print(f"training {len(todo)} runs, {args.jobs} at a time", flush=True)
+    return {job.run_dir: seconds for job, seconds in zip(todo, train_jobs(todo, args.jobs))}
+
+
+def train_cell(args: argparse.Namespace, latent: int, beta: float, seed: int,
+               trained: dict[Path, float] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Train (or reuse) one run; return its directory and how it was made (``trained``: by train_all_at_once)."""
+    trained = trained or {}
+    config, run_dir = cell_config(args, latent, beta, seed), cell_dir(args, latent, beta, seed)
+    started = time.perf_counter()
+    reused = None if run_dir in trained else _reusable(args, run_dir, config)
+    if reused is None and run_dir not in trained:
         train(config, out=run_dir, progress=False)
+    call_seconds = trained.get(run_dir, time.perf_counter() - started)
     run_dir = reused or run_dir
     metrics = read_metrics(run_dir)
     return run_dir, {
         "train_loop_seconds": round(sum(float(row["seconds"]) for row in metrics), 1),
-        "train_call_seconds": None if reused else round(time.perf_counter() - started, 1),
+        "train_call_seconds": None if reused else round(call_seconds, 1),
         "reused_run": reused is not None,
         "collapsed": int(float(metrics[-1].get("collapsed") or 0)) if metrics else 0,
         "precision": read_config(run_dir)["resolved"]["precision"],
@@ -304,10 +336,11 @@ def build_meta(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset], r
 
 def run_grid(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset]) -> list[dict[str, Any]]:
     rows = []
+    trained = train_all_at_once(args) if args.jobs > 1 else {}
     for seed in args.seeds:
         for latent, beta in args.grid:
             cell_started = time.perf_counter()
-            run_dir, timing = train_cell(args, latent, beta, seed)
+            run_dir, timing = train_cell(args, latent, beta, seed, trained)
             row = {"latent_dim": latent, "beta": beta, "seed": seed, "epochs": args.epochs,
                    "train_images": len(data["train_in"]), "run": _repo_path(run_dir), **timing}
             row.update(measure_cached(args, run_dir, data))

@@ -8,7 +8,8 @@ The recipe is vaekit's defaults for 30 epochs on all 60,000 Fashion-MNIST
 training images: the report's model (``fashion28``, latent 2) at beta 1, 2, 3
 and 5 (one ``train-family``), plus latent 16 at beta 1. Runs go to
 ``build/pretrained/`` and resume when interrupted; about an hour each on 2
-CPU cores, a few minutes each on a GPU.
+CPU cores, a few minutes each on a GPU. ``--jobs N`` trains N at a time
+(``make pretrained JOBS=2``; see ``benchmarks/parallel_runs.py``).
 
 Packaging a finished run stores its weights in fp16 when that moves the test
 -ELBO by less than 0.1 nats (else fp32), scores the stored weights on the full
@@ -33,7 +34,10 @@ from vaekit.analysis.explorer import Explorer
 from vaekit.cli import main as vaekit_main
 from vaekit.files import read_json, write_json
 from vaekit.runs import Run, read_metrics
+from vaekit.training import TrainConfig
 from vaekit.training.family import member_name
+from vaekit.training.series import TrainJob, member_state, train_jobs
+from vaekit.training.trainer import TrainingInterrupted
 from vaekit.zoo import CARD_FILE, WEIGHTS_DIR
 
 EPOCHS = 30
@@ -56,6 +60,11 @@ class Member:
             return work / "family" / member_name("fashion28", self.beta)
         return work / f"latent{self.latent_dim}"
 
+    def config(self) -> TrainConfig:
+        """The settings of ``command()``: vaekit's defaults but for these."""
+        latent = {} if self.latent_dim is None else {"latent_dim": self.latent_dim}
+        return TrainConfig(epochs=EPOCHS, beta=float(self.beta), **latent)
+
     def command(self) -> str:
         if self.latent_dim is None:
             return (f"vaekit train-family --epochs {EPOCHS} --betas {' '.join(map(str, FAMILY_BETAS))} "
@@ -72,22 +81,27 @@ MEMBERS = (
 )
 
 
-def train(work: Path) -> None:
-    """Train every member (finished ones are skipped, interrupted ones resume)."""
-    family = work / "family"
+def train(work: Path, jobs: int = 1) -> None:
+    """Train every member, ``jobs`` at a time (finished ones are skipped, interrupted ones resume).
+
+    The members are the runs ``train-family`` and ``train`` would make (same settings, same folders);
+    a last ``train-family`` call, with every member finished, writes the family's files.
+    """
+    todo = []
+    for member in MEMBERS:
+        config, run_dir = member.config(), member.run_dir(work)
+        state = member_state(run_dir, config, "pretrained set")
+        if state != "complete":
+            todo.append(TrainJob(config, run_dir, resume=state == "resume"))
+    try:
+        train_jobs(todo, jobs)
+    except TrainingInterrupted:
+        sys.exit("interrupted; every running model was saved: run the same command to resume")
     betas = [str(b) for b in FAMILY_BETAS]
-    status = vaekit_main(["train-family", "--epochs", str(EPOCHS), "--betas", *betas, "--out", str(family)])
+    status = vaekit_main(["train-family", "--epochs", str(EPOCHS), "--betas", *betas, "--out", str(work / "family"),
+                          "--quiet"])
     if status:
         sys.exit(status)
-    for member in MEMBERS:
-        if member.latent_dim is None or is_finished(member.run_dir(work)):
-            continue
-        run_dir = member.run_dir(work)
-        args = (["train", "--resume", str(run_dir), "--epochs", str(EPOCHS)] if (run_dir / "checkpoint.pt").exists()
-                else ["train", "--epochs", str(EPOCHS), "--latent-dim", str(member.latent_dim), "--out", str(run_dir)])
-        status = vaekit_main(args)
-        if status:
-            sys.exit(status)
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -174,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", nargs="?", choices=("train", "package", "all"), default="all")
     parser.add_argument("--work", type=Path, default=Path("build/pretrained"), help="where the runs go")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME", help="package only these models")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models trained at once (see benchmarks/parallel_runs.py for this machine's best)")
     args = parser.parse_args(argv)
     if args.stage in ("train", "all"):
-        train(args.work)
+        train(args.work, args.jobs)
     if args.stage in ("package", "all"):
         package(args.work, args.only)
     return 0

@@ -5,6 +5,7 @@ import json
 import pytest
 
 import vaekit.training.anomaly_protocol as protocol_mod
+import vaekit.training.series as series_mod
 from vaekit.analysis.anomaly import ANOMALY_SCORES
 from vaekit.cli import main
 from vaekit.errors import ConfigError
@@ -56,7 +57,7 @@ def test_running_again_leaves_finished_members_alone(shapes_protocol, monkeypatc
     def no_training(*args, **kwargs):
         raise AssertionError("a finished member was trained again")
 
-    monkeypatch.setattr(protocol_mod, "train", no_training)
+    monkeypatch.setattr(series_mod, "train", no_training)
     again = run_anomaly_protocol(TrainConfig(**TINY), out=out, classes=["square", "circle"], iw_samples=4,
                                  progress=False)
     assert [row.status for row in again.classes] == ["complete", "complete"]
@@ -72,7 +73,7 @@ def test_other_settings_are_refused_for_an_existing_member(shapes_protocol):
 
 
 def test_bad_requests_are_refused_before_anything_is_trained(tmp_path, monkeypatch):
-    monkeypatch.setattr(protocol_mod, "train", lambda *a, **k: pytest.fail("trained despite a bad request"))
+    monkeypatch.setattr(series_mod, "train", lambda *a, **k: pytest.fail("trained despite a bad request"))
     out = tmp_path / "never"
     with pytest.raises(ConfigError, match="unknown class 'hexagon'; valid names: square, circle"):
         run_anomaly_protocol(TrainConfig(**TINY), out=out, classes=["square", "hexagon"], progress=False)

@@ -33,8 +33,8 @@ def tiny_grid(model_quality, fashion_mnist_dir, tmp_path_factory):
     return results
 
 
-TINY_GRID = ["--train-limit", "300", "--epochs", "1", "--cells", "2:1", "--seeds", "0", "1", "--iw-samples", "4",
-             "--iw-images", "16", "--probe-train", "200", "--device", "cpu"]
+TINY_GRID = ["--train-limit", "300", "--epochs", "1", "--jobs", "2", "--cells", "2:1", "--seeds", "0", "1",
+             "--iw-samples", "4", "--iw-images", "16", "--probe-train", "200", "--device", "cpu"]
 
 
 def test_json_keeps_every_seed_and_the_meta(tiny_grid):
@@ -45,6 +45,9 @@ def test_json_keeps_every_seed_and_the_meta(tiny_grid):
     for key in ("command", "machine", "threads", "torch", "date", "wall_minutes", "train_seconds"):
         assert key in meta
     assert meta["holdout"] is None and meta["test_images"] == 10000
+    # --jobs 2: both seeds trained at once in their own processes, then measured here.
+    assert "--jobs 2" in meta["command"]
+    assert all(not r["reused_run"] and r["train_call_seconds"] > 0 for r in data["rows"])
     assert "auroc_iwae" not in data["rows"][0]  # no held-out class by default
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -26,6 +27,19 @@ def _build_script():
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def test_the_retraining_script_trains_exactly_the_recipe_its_cards_give():
+    """Its members train in parallel processes from TrainConfigs: the same settings as the commands on the cards."""
+    from vaekit.cli import build_parser, train_config_from_args
+
+    build = _build_script()
+    for member in build.MEMBERS:
+        words = member.command().split("  (")[0].replace("FAMILY", "out").replace("RUN", "out").split()[1:]
+        config = train_config_from_args(build_parser().parse_args(words))
+        if member.latent_dim is None:  # one member of the family: its beta replaces the family's
+            config = dataclasses.replace(config, beta=float(member.beta))
+        assert member.config() == config, member.name
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import vaekit.data  # noqa: F401
 def register(commands) -> None:
     """Add ``anomaly-protocol`` to the CLI's sub-parsers."""
     from vaekit.cli import add_training_options, positive_int
+    from vaekit.cli.options import add_jobs_option
     from vaekit.training.anomaly_protocol import PROTOCOL_LATENT_DIM
 
     parser = commands.add_parser(
@@ -31,6 +32,7 @@ def register(commands) -> None:
     parser.add_argument("--iw-samples", type=positive_int, default=16, metavar="K",
                         help="samples of the IWAE and complexity-corrected scores (default 16)")
     parser.add_argument("--out", type=Path, required=True, help="protocol directory (created, or resumed)")
+    add_jobs_option(parser, "models")
     parser.set_defaults(func=cmd_anomaly_protocol)
 
 
@@ -39,7 +41,8 @@ def cmd_anomaly_protocol(args: argparse.Namespace) -> int:
     from vaekit.training.anomaly_protocol import run_anomaly_protocol
 
     result = run_anomaly_protocol(train_config_from_args(args), out=args.out, classes=args.classes,
-                                  iw_samples=args.iw_samples, progress=not args.quiet, command=_command(args))
+                                  iw_samples=args.iw_samples, progress=not args.quiet, command=_command(args),
+                                  jobs=args.jobs)
     print(result.table, end="")
     for row in result.classes:
         print(f"{row.name} ({row.status}): {row.run_dir}")
@@ -67,6 +70,8 @@ def _command(args: argparse.Namespace) -> str:
         words += ["--classes", *args.classes]
     if args.iw_samples != 16:
         words += ["--iw-samples", str(args.iw_samples)]
+    if args.jobs != 1:
+        words += ["--jobs", str(args.jobs)]
     if args.quiet:
         words.append("--quiet")
     return shlex.join(words)

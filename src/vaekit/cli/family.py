@@ -24,6 +24,7 @@ def register(commands) -> None:
 
 def _register_train_family(commands) -> None:
     from vaekit.cli import add_training_options
+    from vaekit.cli.options import add_jobs_option
     from vaekit.training.family import DOCS_BETAS
 
     parser = commands.add_parser(
@@ -38,6 +39,7 @@ def _register_train_family(commands) -> None:
     parser.add_argument("--betas", type=_beta, nargs="+", default=list(DOCS_BETAS), metavar="BETA",
                         help="one member per beta (default: 1 2 3 5, as in the module docs)")
     parser.add_argument("--out", type=Path, required=True, help="family directory (created, or resumed)")
+    add_jobs_option(parser, "members")
     parser.set_defaults(func=cmd_train_family)
 
 
@@ -61,7 +63,8 @@ def cmd_train_family(args: argparse.Namespace) -> int:
         raise ConfigError("beta: use --betas for a family (one member per beta)", param="beta")
     from vaekit.runtime import is_main_process
 
-    result = train_family(train_config_from_args(args), betas=args.betas, out=args.out, progress=not args.quiet)
+    result = train_family(train_config_from_args(args), betas=args.betas, out=args.out, progress=not args.quiet,
+                          jobs=args.jobs)
     if not is_main_process():  # under torchrun, rank 0 speaks for all
         return 0
     for member, metrics in _with_metrics(result):

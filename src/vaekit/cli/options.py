@@ -77,6 +77,14 @@ def output_path(args: argparse.Namespace, default_name: str, option: str = "outp
     return check_output(given if given is not None else Path(args.run) / default_name, option)
 
 
+def add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--jobs N``: how many of a series' trainings run at once (see :mod:`vaekit.training.series`)."""
+    parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                        help=f"{what} trained at once, each in its own process with its share of the CPU cores "
+                             "(or of the GPU); small models train more images per second in all this way "
+                             "(benchmarks/parallel_runs.py measures it). Default 1: one after the other, here")
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """``--device`` and ``--precision``, for every command that runs a model.
 

@@ -36,14 +36,18 @@ from vaekit.data.dataset import ImageDataset
 from vaekit.data.registry import load_dataset
 from vaekit.errors import ConfigError, RunDirError
 from vaekit.files import atomic_write_text, write_json
-from vaekit.guard import LOCK_FILE, writer_lock
-from vaekit.models.pretrained import CONFIG_FILE, read_config
+from vaekit.guard import writer_lock
 from vaekit.models.spec import get_arch
-from vaekit.runs.run import CHECKPOINT_FILE, Run
+from vaekit.runs.run import Run
 from vaekit.runtime import resolve_device
-from vaekit.training.api import train
 from vaekit.training.config import TrainConfig
-from vaekit.training.family import SeriesInterrupted
+from vaekit.training.series import (
+    SeriesInterrupted,
+    TrainJob,
+    check_jobs,
+    member_state,
+    train_jobs,
+)
 from vaekit.training.trainer import TrainingInterrupted
 from vaekit.training.tuning import machine_name
 
@@ -67,8 +71,6 @@ PROTOCOL_LATENT_DIM = 8
 #: Column titles of the scores in the table.
 SCORE_TITLES = {"neg_elbo": "-ELBO", "recon_error": "recon. error", "iwae": "IWAE", "complexity": "complexity"}
 _FORMAT = "vaekit-anomaly-protocol"
-# Settings that may differ when a member is reused or resumed (as for `vaekit train --resume`).
-_RUNTIME_FIELDS = ("epochs", "device", "data_dir", "log")
 
 
 @dataclass
@@ -138,6 +140,7 @@ def run_anomaly_protocol(
     progress: bool = True,
     seed: int = 0,
     command: str | None = None,
+    jobs: int = 1,
     **overrides: Any,
 ) -> ProtocolResult:
     """Train one model per held-out class, score the test split, and report AUROC per class and score.
@@ -163,6 +166,10 @@ def run_anomaly_protocol(
         Seeds the posterior samples of the scores.
     command
         The command line to record in the JSON (the CLI passes its own).
+    jobs
+        Models trained at once, each in its own process
+        (:func:`vaekit.training.series.train_jobs`); then all are scored.
+        1 trains and scores them in turn, here.
 
     Returns
     -------
@@ -183,6 +190,7 @@ def run_anomaly_protocol(
         raise ConfigError("out: a protocol directory is required", param="out")
     out = Path(out)
     base = dataclasses.replace(base or TrainConfig(latent_dim=PROTOCOL_LATENT_DIM), **overrides)
+    check_jobs(jobs)
     if base.latent_dim is None:
         base = dataclasses.replace(base, latent_dim=PROTOCOL_LATENT_DIM)
     test, names = _plan(base, out, classes, iw_samples)
@@ -194,16 +202,15 @@ def run_anomaly_protocol(
               "machine": machine_name(device)}
     rows: list[ClassResult] = []
     with writer_lock(out, what="anomaly protocol"):
+        # Several at once: all train, then all are scored. One at a time: each is scored (and the table
+        # written) as soon as it is trained, so an interrupted protocol keeps the classes it finished.
+        trained = _train_members(base, names, out, jobs, progress) if jobs > 1 else None
         for index, name in enumerate(names, start=1):
-            run_dir = out / member_dir_name(name)
-            if progress:
-                _say(f"[{index}/{len(names)}] {run_dir.name} ({name} held out)")
-            tic = time.perf_counter()
-            status = _train_member(dataclasses.replace(base, exclude_classes=[name]), run_dir, out, progress)
-            train_s = time.perf_counter() - tic
-            if progress and status == "complete":
-                _say(f"{run_dir.name}: already complete, left as is")
-            rows.append(_score_member(run_dir, name, status, test, base, iw_samples, seed, train_s))
+            if trained is None and progress:
+                _say(f"[{index}/{len(names)}] {member_dir_name(name)} ({name} held out)")
+            status, train_s = trained[index - 1] if trained else _train_members(base, [name], out, 1, progress)[0]
+            rows.append(_score_member(out / member_dir_name(name), name, status, test, base, iw_samples, seed,
+                                      train_s))
             table, mean = _write(out, record, rows, time.perf_counter() - started, done=index == len(names))
     return ProtocolResult(out, rows, mean, out / PROTOCOL_FILE, out / TABLE_FILE, table,
                           time.perf_counter() - started)
@@ -242,40 +249,30 @@ def _plan(base: TrainConfig, out: Path, classes: Sequence[str] | None,
     return test, names
 
 
-def _train_member(config: TrainConfig, run_dir: Path, out: Path, progress: bool) -> str:
-    """Train, resume or skip one member; return what was done."""
-    state = _member_state(run_dir, config)
-    if state == "complete":
-        return state
+def _train_members(base: TrainConfig, names: list[str], out: Path, jobs: int, progress: bool) -> list[tuple[str, float]]:
+    """Train the unfinished members, ``jobs`` at a time; return each class's (status, training seconds).
+
+    Every member is checked before any starts; finished ones are left as they are.
+    """
+    configs = [dataclasses.replace(base, exclude_classes=[name]) for name in names]
+    dirs = [out / member_dir_name(name) for name in names]
+    states = [member_state(run_dir, config, "protocol") for run_dir, config in zip(dirs, configs)]
+    todo = [index for index, state in enumerate(states) if state != "complete"]
+    seconds = dict.fromkeys(range(len(names)), 0.0)
+    if progress:
+        for index in range(len(names)):
+            if index not in todo:
+                _say(f"{dirs[index].name}: already complete, left as is")
+        if todo and jobs > 1:
+            _say(f"{len(todo)} of {len(names)} models to train, {min(jobs, len(todo))} at a time")
     try:
-        if state == "resume":
-            train(out=run_dir, resume=True, progress=progress, **config.to_dict())
-            return "resumed"
-        train(config, out=run_dir, progress=progress)
-        return "trained"
-    except TrainingInterrupted:
-        raise ProtocolInterrupted(run_dir, out) from None
-
-
-def _member_state(run_dir: Path, config: TrainConfig) -> str:
-    """``"new"``, ``"complete"`` or ``"resume"``; refuses other settings and unfinished runs without a checkpoint."""
-    if not (run_dir / CONFIG_FILE).is_file():
-        return "new"
-    saved_config = read_config(run_dir)
-    saved = TrainConfig.from_dict(saved_config.get("train", {})).to_dict()
-    for key, value in config.to_dict().items():
-        if key not in _RUNTIME_FIELDS and saved.get(key) != value:
-            raise ConfigError(
-                f"{run_dir}: this member was trained with --{key.replace('_', '-')} {saved.get(key)!r}, "
-                f"not {value!r}; use the same settings to resume the protocol, or choose another --out"
-            )
-    if saved_config.get("status") == "complete" and int(saved_config.get("epochs_done", 0)) >= config.epochs:
-        return "complete"
-    if (run_dir / CHECKPOINT_FILE).is_file():
-        return "resume"
-    found = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
-    raise RunDirError(f"{run_dir}: holds {', '.join(found)} but no {CHECKPOINT_FILE} to resume from; "
-                      "nothing was deleted: move it away to retrain this member")
+        done = train_jobs([TrainJob(configs[i], dirs[i], resume=states[i] == "resume") for i in todo], jobs,
+                          progress)
+    except TrainingInterrupted as stop:
+        raise ProtocolInterrupted(stop.run_dir, out) from None
+    seconds.update(zip(todo, done))
+    status = {"new": "trained", "resume": "resumed", "complete": "complete"}
+    return [(status[state], seconds[index]) for index, state in enumerate(states)]
 
 
 def _score_member(run_dir: Path, name: str, status: str, test: ImageDataset, base: TrainConfig, iw_samples: int,

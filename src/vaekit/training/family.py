@@ -33,14 +33,21 @@ from typing import Any, Callable, Sequence
 
 from vaekit.errors import ConfigError, RunDirError
 from vaekit.files import atomic_write_text, read_json, write_json
-from vaekit.guard import LOCK_FILE, writer_lock
-from vaekit.models.pretrained import CONFIG_FILE, read_config
+from vaekit.guard import writer_lock
+from vaekit.models.pretrained import read_config
 from vaekit.models.spec import get_arch
-from vaekit.runs.run import CHECKPOINT_FILE, METRICS_FILE, read_metrics
+from vaekit.runs.run import METRICS_FILE, read_metrics
 from vaekit.runtime import is_main_process, resolve_device
 from vaekit.training import distributed
 from vaekit.training.api import train
 from vaekit.training.config import TrainConfig
+from vaekit.training.series import (
+    SeriesInterrupted,
+    TrainJob,
+    check_jobs,
+    member_state,
+    train_jobs,
+)
 from vaekit.training.trainer import TrainingInterrupted
 from vaekit.viz.evaluation_figures import save_rate_distortion
 from vaekit.viz.family_page import render_family_page
@@ -68,8 +75,6 @@ DOCS_BETAS: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0)
 #: Architectures whose members are named as in the module docs.
 _DOCS_NAMES = {"nn3-128": "NN3"}
 _FORMAT = "vaekit-family"
-# Settings that may differ when a member is resumed (as for `vaekit train --resume`).
-_RUNTIME_FIELDS = ("epochs", "device", "data_dir")
 
 
 # ---------------------------------------------------------------------------
@@ -123,17 +128,6 @@ class FamilyResult:
     rate_distortion: Path
 
 
-class SeriesInterrupted(TrainingInterrupted):
-    """Ctrl-C during a series of runs (a family, a protocol): the member was saved; the same command resumes."""
-
-    command, remaining = "train-family", "members"
-
-    def __init__(self, run_dir: Path, out: Path) -> None:
-        super().__init__(run_dir)
-        self.args = (f"interrupted; {run_dir.name} was saved: run the same `vaekit {self.command} ... --out {out}` "
-                     f"to resume it and train the remaining {self.remaining}",)
-
-
 class FamilyInterrupted(SeriesInterrupted):
     """Ctrl-C during a family: the member was saved; the same command resumes."""
 
@@ -165,6 +159,7 @@ def train_family(
     out: str | Path | None = None,
     progress: bool = True,
     on_step: Callable[[str, int, int], None] | None = None,
+    jobs: int = 1,
     **overrides: Any,
 ) -> FamilyResult:
     """Train one run per beta, then write the family's comparison page.
@@ -181,7 +176,12 @@ def train_family(
     progress
         Show progress bars and per-member headers.
     on_step
-        Called as ``on_step(member_name, epoch, step)`` after every step.
+        Called as ``on_step(member_name, epoch, step)`` after every step
+        (with ``jobs=1`` only: other jobs train in other processes).
+    jobs
+        Members trained at once, each in its own process
+        (:func:`vaekit.training.series.train_jobs`); 1 trains them here, one
+        after the other.
 
     Returns
     -------
@@ -201,25 +201,23 @@ def train_family(
         raise ConfigError("out: a family directory is required", param="out")
     out = Path(out)
     base = dataclasses.replace(config or TrainConfig(), **overrides)
+    check_jobs(jobs)
+    if jobs > 1 and on_step is not None:
+        raise ConfigError("on_step: not available with jobs > 1 (the members train in other processes)",
+                          param="on_step")
     plan = _plan(base, betas, out)
     # Under torchrun every member trains in one process group; rank 0 alone writes the family's files,
     # and its checks and errors reach every rank (distributed.main_first).
     distributed.init(distributed.rank_device(resolve_device(base.device)))
     family = distributed.main_first(lambda: _family_record(base, plan, out))
-    members = []
     with contextlib.ExitStack() as stack:
         # One process writes a family at a time.
         distributed.main_first(lambda: stack.enter_context(writer_lock(out, what="family")), broadcast_result=False)
-        for index, (beta, name) in enumerate(plan, start=1):
-            run_dir = out / name
-            if progress:
-                _say(f"[{index}/{len(plan)}] {name} (beta = {beta:g})")
-            status = _train_member(dataclasses.replace(base, beta=beta), run_dir, out, progress, on_step)
-            members.append(FamilyMember(name, beta, run_dir, status))
-            # After the first success only, then idempotent.
-            distributed.main_first(lambda: write_json(out / FAMILY_FILE, family), broadcast_result=False)
-            if progress and status == "complete":
-                _say(f"{name}: already complete, left as is")
+        if jobs > 1:
+            members = _train_members_at_once(base, plan, out, jobs, progress, family)
+            write_json(out / FAMILY_FILE, family)
+        else:
+            members = _train_members_in_turn(base, plan, out, progress, on_step, family)
         report, metrics = distributed.main_first(lambda: (write_family_report(out), family_metrics(out)))
     return FamilyResult(out, members, metrics, report, out / RATE_DISTORTION_FILE)
 
@@ -277,7 +275,7 @@ def _train_member(
     on_step: Callable[[str, int, int], None] | None,
 ) -> str:
     """Train, resume or skip one member; return what was done."""
-    state = distributed.main_first(lambda: _checked_member_state(run_dir, config))
+    state = distributed.main_first(lambda: member_state(run_dir, config, "family"))
     if state == "complete":
         return state
     step = None if on_step is None else (lambda epoch, i: on_step(run_dir.name, epoch, i))
@@ -291,45 +289,39 @@ def _train_member(
         raise FamilyInterrupted(run_dir, out) from None
 
 
-def _checked_member_state(run_dir: Path, config: TrainConfig) -> str:
-    """What to do with a member (see :func:`_member_state`), refusing other settings and unfinished runs."""
-    state = _member_state(run_dir, config.epochs)
-    if state in ("complete", "resume"):
-        _check_same_recipe(run_dir, config)
-    if state == "restart":
-        _refuse_unfinished(run_dir)
-    return state
+def _train_members_in_turn(base: TrainConfig, plan: list[tuple[float, str]], out: Path, progress: bool,
+                           on_step: Callable[[str, int, int], None] | None,
+                           family: dict[str, Any]) -> list[FamilyMember]:
+    """Train, resume or skip each member in turn, in this process (or this torchrun process group)."""
+    members = []
+    for index, (beta, name) in enumerate(plan, start=1):
+        run_dir = out / name
+        if progress:
+            _say(f"[{index}/{len(plan)}] {name} (beta = {beta:g})")
+        status = _train_member(dataclasses.replace(base, beta=beta), run_dir, out, progress, on_step)
+        members.append(FamilyMember(name, beta, run_dir, status))
+        # After the first success only, then idempotent.
+        distributed.main_first(lambda: write_json(out / FAMILY_FILE, family), broadcast_result=False)
+        if progress and status == "complete":
+            _say(f"{name}: already complete, left as is")
+    return members
 
 
-def _member_state(run_dir: Path, epochs: int) -> str:
-    """``"new"``, ``"complete"``, ``"resume"`` or ``"restart"`` (files but no checkpoint: refused)."""
-    if not (run_dir / CONFIG_FILE).is_file():
-        return "new"
-    saved = read_config(run_dir)
-    if saved.get("status") == "complete" and int(saved.get("epochs_done", 0)) >= epochs:
-        return "complete"
-    if (run_dir / CHECKPOINT_FILE).is_file():
-        return "resume"
-    return "restart"
-
-
-def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
-    """Refuse to reuse a member trained with other settings (only epochs, device and data_dir may differ)."""
-    saved = TrainConfig.from_dict(read_config(run_dir).get("train", {})).to_dict()
-    wanted = config.to_dict()
-    for key, value in wanted.items():
-        if key not in _RUNTIME_FIELDS and saved.get(key) != value:
-            raise ConfigError(
-                f"{run_dir}: this member was trained with --{key.replace('_', '-')} {saved.get(key)!r}, "
-                f"not {value!r}; use the same settings to resume the family, or choose another --out"
-            )
-
-
-def _refuse_unfinished(run_dir: Path) -> None:
-    """A member directory with files but no checkpoint cannot be resumed; it is never deleted either."""
-    found = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
-    raise RunDirError(f"{run_dir}: holds {', '.join(found)} but no {CHECKPOINT_FILE} to resume from; "
-                      "nothing was deleted: move it away to retrain this member")
+def _train_members_at_once(base: TrainConfig, plan: list[tuple[float, str]], out: Path, jobs: int, progress: bool,
+                           family: dict[str, Any]) -> list[FamilyMember]:
+    """Train the unfinished members ``jobs`` at a time (every member is checked before any starts)."""
+    configs = {name: dataclasses.replace(base, beta=beta) for beta, name in plan}
+    states = {name: member_state(out / name, configs[name], "family") for _, name in plan}
+    todo = [TrainJob(configs[name], out / name, resume=states[name] == "resume")
+            for _, name in plan if states[name] != "complete"]
+    if progress:
+        _say(f"{len(todo)} of {len(plan)} members to train, {min(jobs, max(len(todo), 1))} at a time")
+    try:
+        train_jobs(todo, jobs, progress, on_done=lambda job, seconds: write_json(out / FAMILY_FILE, family))
+    except TrainingInterrupted as stop:
+        raise FamilyInterrupted(stop.run_dir, out) from None
+    done = {"new": "trained", "resume": "resumed", "complete": "complete"}
+    return [FamilyMember(name, beta, out / name, done[states[name]]) for beta, name in plan]
 
 
 def _say(message: str) -> None:

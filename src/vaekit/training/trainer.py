@@ -85,6 +85,10 @@ class TrainingInterrupted(Exception):
         super().__init__(f"interrupted; saved to {run_dir}: resume with `vaekit train --resume {run_dir}`")
         self.run_dir = run_dir
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, so a training process of a series can hand it to its parent (vaekit.training.series).
+        return (TrainingInterrupted, (self.run_dir,))
+
 
 class TrainingDiverged(VaekitError):
     """The loss (or the test ELBO) became NaN or infinite; the run keeps its last good epoch."""
