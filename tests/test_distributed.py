@@ -125,7 +125,13 @@ def test_two_nodes_on_one_machine(two_process_run, tmp_path, fashion_mnist_dir):
         for node in (0, 1)
     ]
     outputs = [launch.communicate(timeout=150)[0] for launch in launches]
-    assert [launch.returncode for launch in launches] == [0, 0], outputs
+    for launch, output in zip(launches, outputs):
+        # torchrun's two agents meet at an exit barrier on a TCP store after the training has ended; when
+        # one agent leaves first, the other's last read can fail (seen once in CI: DistNetworkError "Failed to
+        # recv"). That upstream teardown race is tolerated only after vaekit reported the finished run; the run
+        # directory and the weights below decide the test.
+        assert launch.returncode == 0 or ("DistNetworkError" in output and "test -ELBO after 2 epochs" in output), \
+            outputs
     _check_run_dir(out)
     # The same two ranks as on one machine: the same arithmetic, the same weights.
     assert _max_weight_difference(out, two_process_run) < 1e-5
