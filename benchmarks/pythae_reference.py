@@ -67,8 +67,11 @@ def parse_variant(text: str) -> dict[str, Any]:
         if not sep or key not in known:
             raise SystemExit(f"--variants: '{item}' is not NAME=VALUE with NAME a TrainConfig field")
         default = getattr(TrainConfig(), key)
-        overrides[key] = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) \
-            else value
+        try:
+            numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+            overrides[key] = type(default)(value) if numeric else value
+        except ValueError:
+            raise SystemExit(f"--variants: '{item}': {key} takes a {type(default).__name__}") from None
     return overrides
 
 

@@ -32,6 +32,7 @@ import vaekit
 from vaekit.analysis.bounds import Evaluation, evaluate_run
 from vaekit.analysis.explorer import Explorer
 from vaekit.cli import main as vaekit_main
+from vaekit.errors import VaekitError
 from vaekit.files import read_json, write_json
 from vaekit.runs import Run, read_metrics
 from vaekit.training import TrainConfig
@@ -90,7 +91,10 @@ def train(work: Path, jobs: int = 1) -> None:
     todo = []
     for member in MEMBERS:
         config, run_dir = member.config(), member.run_dir(work)
-        state = member_state(run_dir, config, "pretrained set")
+        try:
+            state = member_state(run_dir, config, "pretrained set")
+        except VaekitError as error:
+            sys.exit(f"build_pretrained: {error}")
         if state != "complete":
             todo.append(TrainJob(config, run_dir, resume=state == "resume"))
     try:

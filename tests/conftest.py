@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,13 @@ def no_package_archive(monkeypatch):
         raise debian.DebianFetchError("the package archive is not reached in tests")
 
     monkeypatch.setattr(debian, "apt_download", offline)
+
+
+def load_script(relative_path: str):
+    """Import a repository script (``benchmarks/...``, ``scripts/...``) as a module, registered under its name."""
+    path = REPO_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

@@ -6,24 +6,19 @@ its interpreter is missing on purpose and the output must say that its rows were
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pythae_reference.py"
 
 
 @pytest.fixture(scope="module")
 def reference():
-    spec = importlib.util.spec_from_file_location("pythae_reference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/pythae_reference.py")
 
 
 def test_variants_become_typed_train_config_overrides(reference):
@@ -32,6 +27,8 @@ def test_variants_become_typed_train_config_overrides(reference):
         "init": "pytorch", "precision": "fp32", "lr": 0.002, "kl_warmup_epochs": 1.0}
     with pytest.raises(SystemExit, match="'colour=red' is not NAME=VALUE"):
         reference.parse_variant("colour=red")
+    with pytest.raises(SystemExit, match="'lr=fast': lr takes a float"):
+        reference.parse_variant("lr=fast")
 
 
 def test_vaekit_rows_summary_and_missing_pythae(reference, fashion_mnist_dir, tmp_path, capsys):
