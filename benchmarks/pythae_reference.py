@@ -29,6 +29,11 @@ too (``--pythae-python`` points at it)::
     python benchmarks/pythae_reference.py --seeds 0 1 --json benchmarks/results/pythae_reference.json
 
 Without that interpreter the pythae rows are left out and the output says so.
+
+``--json`` keeps what it already holds: rows measured by an earlier call with
+the same epochs, batch size, lr and limits are reused, so a later call with one
+more variant (``--variants default init=pytorch lr_schedule=cosine``) trains
+only that one. Results with other settings there are refused, never mixed.
 """
 
 from __future__ import annotations
@@ -165,13 +170,18 @@ def train_vaekit(variant: str, seed: int, epochs: int, batch_size: int, lr: floa
             "train_seconds": round(seconds, 1)}
 
 
-def _pythae_rows(args: argparse.Namespace, notes: list[str]) -> list[dict[str, Any]]:
+def _pythae_rows(args: argparse.Namespace, notes: list[str],
+                 kept: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    mine = [row for (trainer, seed), row in kept.items() if trainer.startswith("pythae") and seed in args.seeds]
+    for row in mine:
+        _print_row(row)
     python = Path(args.pythae_python)
-    if not python.is_file():
+    todo = [seed for seed in args.seeds if seed not in {row["seed"] for row in mine}]
+    if todo and not python.is_file():
         notes.append(f"pythae rows left out: {python} not found (see this script's docstring to install it)")
-        return []
-    rows = []
-    for seed in args.seeds:
+        return mine
+    rows = mine
+    for seed in todo:
         command = [str(python), __file__, "--side", "pythae", "--seed", str(seed), *_shared_args(args)]
         done = subprocess.run(command, check=False, capture_output=True, text=True, cwd=ROOT)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -221,11 +231,14 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["summary"]:
         lines.append(f"| {row['trainer']} | {row['settings']} | {len(row['seeds'])} | "
                      f"{row['test_elbo_mean']:.2f} ± {row['test_elbo_sd']:.2f} | {row['images_per_s_mean']} |")
+    if meta.get("reused_rows"):
+        lines.append(f"\n- {meta['reused_rows']} of {len(result['rows'])} rows were kept from an earlier call with the "
+                     f"same settings; this call took {meta['wall_seconds']:.0f} s")
     lines += [f"\n- {note}" for note in result["notes"]]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -239,24 +252,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--pythae-python", default=str(DEFAULT_PYTHAE_PYTHON))
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the results here; rows already there with the same settings are kept, "
+                             "so a second call with more --variants or --seeds adds only what is missing")
+    return parser
+
+
+# What makes two rows comparable: a kept row is reused only when all of these match.
+SETTINGS = ("epochs", "batch_size", "lr", "train_limit", "test_limit")
+
+
+def kept_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The rows of ``args.json`` from an earlier call with the same :data:`SETTINGS` (none if no file)."""
+    if args.json is None or not args.json.is_file():
+        return []
+    data = json.loads(args.json.read_text(encoding="utf-8"))
+    earlier = build_parser().parse_args(shlex.split(data["meta"]["command"])[2:])
+    differ = [name for name in SETTINGS if getattr(earlier, name) != getattr(args, name)]
+    if differ:
+        raise SystemExit(f"--json {args.json}: holds results with other {', '.join(differ)}; choose another file")
+    return data["rows"]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
     if args.side == "pythae":
         print(json.dumps(train_pythae(args.seed, args.epochs, args.batch_size, args.lr, args.data_dir,
                                       args.train_limit, args.test_limit)))
         return None
     for variant in args.variants:
         parse_variant(variant)  # a bad variant fails before any training
+    kept = {(row["trainer"], row["seed"]): row for row in kept_rows(args)}
     started = time.perf_counter()
     notes: list[str] = []
-    rows = _pythae_rows(args, notes)
+    rows = _pythae_rows(args, notes, kept)
     for seed in args.seeds:
         for variant in args.variants:
-            rows.append(train_vaekit(variant, seed, args.epochs, args.batch_size, args.lr, args.data_dir,
-                                     args.train_limit, args.test_limit))
+            row = kept.get((f"vaekit {variant}", seed))
+            rows.append(row or train_vaekit(variant, seed, args.epochs, args.batch_size, args.lr, args.data_dir,
+                                            args.train_limit, args.test_limit))
             _print_row(rows[-1])
-    result = {"meta": _meta(args, rows, time.perf_counter() - started), "rows": rows, "summary": summary(rows),
-              "notes": notes}
+    reused = sum(1 for row in rows if kept.get((row["trainer"], row["seed"])) is row)
+    result = {"meta": _meta(argv, rows, time.perf_counter() - started, reused), "rows": rows,
+              "summary": summary(rows), "notes": notes}
     print(markdown(result))
     if args.json:
         from vaekit.files import write_json
@@ -265,15 +304,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     return result
 
 
-def _meta(args: argparse.Namespace, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+def _meta(argv: list[str], rows: list[dict[str, Any]], seconds: float, reused: int) -> dict[str, Any]:
     import torch
     from flops import cpu_name
 
     machine = cpu_name()
-    return {"command": shlex.join(["python", "benchmarks/pythae_reference.py", *sys.argv[1:]]),
+    args = build_parser().parse_args(argv)
+    return {"command": shlex.join(["python", "benchmarks/pythae_reference.py", *argv]),
             "machine": f"{machine['model']} x{machine['threads']} threads", "torch": torch.__version__,
             "epochs": args.epochs, "train_images": rows[0]["train_images"] if rows else None,
             "test_images": rows[0]["test_images"] if rows else None, "wall_seconds": round(seconds, 1),
+            "reused_rows": reused,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
 

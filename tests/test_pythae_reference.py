@@ -48,3 +48,16 @@ def test_vaekit_rows_summary_and_missing_pythae(reference, fashion_mnist_dir, tm
     # The precision is whatever `auto` picks on this CPU; the rest of the row is fixed.
     assert re.search(rf"\| vaekit default \| precision \w+, init vaekit \| 2 \| {summary['test_elbo_mean']:.2f} ±", printed)
     assert "pythae rows left out" in printed
+
+
+def test_a_second_call_keeps_earlier_rows_and_adds_only_new_variants(reference, fashion_mnist_dir, tmp_path):
+    out = tmp_path / "reference.json"
+    shared = ["--epochs", "1", "--seeds", "0", "--train-limit", "128", "--test-limit", "100",
+              "--data-dir", str(fashion_mnist_dir), "--pythae-python", str(tmp_path / "none"), "--json", str(out)]
+    first = reference.main([*shared, "--variants", "default"])
+    second = reference.main([*shared, "--variants", "default", "lr_schedule=cosine"])
+    assert second["rows"][0] == first["rows"][0]  # kept as measured, timing included
+    assert [row["trainer"] for row in second["rows"]] == ["vaekit default", "vaekit lr_schedule=cosine"]
+    assert second["meta"]["reused_rows"] == 1 and "1 of 2 rows were kept" in reference.markdown(second)
+    with pytest.raises(SystemExit, match="holds results with other epochs"):
+        reference.main([*shared, "--variants", "default"][:1] + ["2", *shared[2:], "--variants", "default"])

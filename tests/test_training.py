@@ -91,7 +91,7 @@ def test_resume_refuses_to_change_the_recipe(shapes_run):
 
 @pytest.mark.parametrize("field,value", [
     ("beta", -1.0), ("batch_size", 0), ("epochs", 0), ("lr", 0.0), ("latent_dim", 0), ("precision", "fp8"),
-    ("recon", "l1"),
+    ("recon", "l1"), ("lr_schedule", "linear"),
 ])
 def test_invalid_hyper_parameters_are_one_line_config_errors(tmp_path, field, value):
     # The library names the parameter; the CLI turns it into the flag (tests/test_options.py).
@@ -160,3 +160,31 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         files_mod.write_json(target, {"version": 2})
     assert json.loads(target.read_text()) == {"version": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_cosine_schedule_runs_from_lr_to_zero():
+    from vaekit.training.schedule import scheduled_lr
+
+    rates = [scheduled_lr(1e-3, "cosine", step, 100) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[50] == pytest.approx(5e-4) and rates[100] == pytest.approx(0.0)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert scheduled_lr(1e-3, "constant", 77, 100) == 1e-3
+
+
+def test_a_cosine_run_differs_from_a_constant_one_and_resumes_exactly(tmp_path, shapes_run):
+    settings = {**QUICK, "lr_schedule": "cosine"}
+    straight = train(TrainConfig(**settings), out=tmp_path / "straight", progress=False)
+    changed = [name for name, tensor in _weights(straight.model).items()
+               if not torch.equal(tensor, shapes_run.model.state_dict()[name])]
+    assert changed  # the same seed and data with a constant rate ends elsewhere
+
+    def interrupt(epoch, step):
+        if epoch == 1 and step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(TrainConfig(**settings), out=tmp_path / "cut", progress=False, on_step=interrupt)
+    resumed = train(out=tmp_path / "cut", resume=True, progress=False)
+    for name, tensor in _weights(straight.model).items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["train"]["lr_schedule"] == "cosine"

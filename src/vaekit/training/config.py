@@ -23,6 +23,7 @@ from vaekit.models.pretrained import SECTION_CHECKS
 from vaekit.models.spec import MAX_LATENT_DIM
 from vaekit.runtime import COMPILE_MODES, PRECISIONS
 from vaekit.training.batches import PLACEMENTS
+from vaekit.training.schedule import LR_SCHEDULES
 
 
 @dataclass
@@ -44,6 +45,9 @@ class TrainConfig:
         "help": "images per optimiser step: the global batch, shared by all processes under torchrun",
         "metavar": "N"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    lr_schedule: str = field(default="constant", metadata={
+        "help": "learning-rate schedule: constant, or cosine (from lr down to 0 at the last step of --epochs)",
+        "choices": LR_SCHEDULES})
     seed: int = field(default=0, metadata={"help": "random seed (initial weights, shuffling, sampling)"})
     kl_warmup_epochs: float = field(default=0.0, metadata={
         "help": "ramp beta linearly from 0 over this many epochs", "flag": "--kl-warmup", "metavar": "EPOCHS"})
@@ -127,6 +131,8 @@ class TrainConfig:
             ("recon", self.recon in RECONSTRUCTIONS, f"must be one of {', '.join(RECONSTRUCTIONS)}, got '{self.recon}'"),
             ("gaussian_sigma", self.gaussian_sigma > 0, f"must be positive, got {self.gaussian_sigma}"),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES,
+             f"must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'"),
             ("init", self.init in INITS, f"must be one of {', '.join(INITS)}, got '{self.init}'"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, f"must be positive, got {self.grad_clip}"),
             ("exclude_classes", all(c.strip() for c in self.exclude_classes), "must not contain blank class names"),

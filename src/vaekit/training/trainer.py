@@ -57,6 +57,7 @@ from vaekit.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from vaekit.training.config import TrainConfig
 from vaekit.training.coordination import RankCoordination
 from vaekit.training.diagnostics import CollapseReport, diagnose_collapse
+from vaekit.training.schedule import scheduled_lr
 from vaekit.training.tuning import (
     choose_speed_on_all_ranks,
     compile_model,
@@ -219,6 +220,7 @@ class Trainer(RankCoordination):
                 self._start_epoch()
                 for batch in self.batches.epoch(self.order, self.step, self.config.batch_size, self.rank, self.world):
                     x = prepare_images(batch, self.config.channels_last)
+                    self._set_lr()
                     terms = train_step(self.step_model, self.optimizer, self.scaler, x, self.beta(), self.config,
                                        self.device, self.precision, self._loss_scale(len(x)), self._noise())
                     if len(x):  # a rank's share of a short last batch may be empty (its mean loss is nan)
@@ -373,6 +375,13 @@ class Trainer(RankCoordination):
         if self.config.kl_warmup_epochs <= 0:
             return self.config.beta
         return self.config.beta * min(1.0, epoch_progress / self.config.kl_warmup_epochs)
+
+    def _set_lr(self) -> None:
+        if self.config.lr_schedule != "constant":
+            lr = scheduled_lr(self.config.lr, self.config.lr_schedule, self.global_step,
+                              self.config.epochs * self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
 
     def images_per_second(self) -> float:
         """Training speed since this epoch (or this session's part of it) started."""
