@@ -69,7 +69,7 @@ from vaekit.training.tuning import machine_name
 
 REPO = Path(__file__).resolve().parents[1]
 # Training settings a reused run must share with the cell (latent_dim is compared at the config's top level).
-MATCHED_TRAIN_KEYS = ("beta", "epochs", "seed", "lr", "batch_size", "recon", "init", "train_limit",
+MATCHED_TRAIN_KEYS = ("beta", "epochs", "seed", "lr", "lr_schedule", "batch_size", "recon", "init", "train_limit",
                       "kl_warmup_epochs", "grad_clip")
 
 
@@ -156,11 +156,13 @@ def cell_config(args: argparse.Namespace, latent: int, beta: float, seed: int) -
 def run_matches(saved: dict[str, Any], config: TrainConfig) -> bool:
     """Whether a saved run's ``config.json`` is a finished fashion28 run with exactly the cell's settings."""
     trained = saved.get("train") or {}
+    # A setting a run's config lacks predates that setting: the run trained with its default.
+    settled = TrainConfig.from_dict(trained) if isinstance(trained, dict) else TrainConfig()
     return (saved.get("status") == "complete" and saved.get("arch") == "fashion28"
             and trained.get("arch") == "fashion28" and trained.get("dataset") == "fashion-mnist"
             and saved.get("latent_dim") == config.latent_dim
             and sorted(trained.get("exclude_classes") or []) == sorted(config.exclude_classes)
-            and all(trained.get(key) == getattr(config, key) for key in MATCHED_TRAIN_KEYS))
+            and all(getattr(settled, key) == getattr(config, key) for key in MATCHED_TRAIN_KEYS))
 
 
 def _finished_run(run_dir: Path, config: TrainConfig) -> bool:

@@ -30,7 +30,8 @@ too (``--pythae-python`` points at it)::
 
 Without that interpreter the pythae rows are left out and the output says so.
 
-``--json`` keeps what it already holds: rows measured by an earlier call with
+``--json PATH`` writes every row there and the summary table beside it
+(``PATH`` with ``.md``), rendered from that JSON. It keeps what it already holds: rows measured by an earlier call with
 the same epochs, batch size, lr and limits are reused, so a later call with one
 more variant (``--variants default init=pytorch lr_schedule=cosine``) trains
 only that one. Results with other settings there are refused, never mixed.
@@ -298,9 +299,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
               "summary": summary(rows), "notes": notes}
     print(markdown(result))
     if args.json:
-        from vaekit.files import write_json
+        from vaekit.files import atomic_write_text, write_json
 
         write_json(args.json, result)
+        atomic_write_text(args.json.with_suffix(".md"), markdown(result))  # the table, rendered from that JSON
     return result
 
 

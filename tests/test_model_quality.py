@@ -98,7 +98,7 @@ def test_reuse_finds_only_an_exactly_matching_run(model_quality, tiny_grid, tmp_
     config = model_quality.cell_config(args, 2, 1.0, 0)
     assert model_quality.find_reusable(args.reuse, config) == store / "member"
     for key, value in (("beta", 2.0), ("seed", 1), ("epochs", 30), ("train_limit", None), ("latent_dim", 8),
-                       ("exclude_classes", ["Bag"]), ("lr", 3e-4)):
+                       ("exclude_classes", ["Bag"]), ("lr", 3e-4), ("lr_schedule", "cosine")):
         other = model_quality.cell_config(args, 2, 1.0, 0)
         setattr(other, key, value)
         assert model_quality.find_reusable(args.reuse, other) is None, key
@@ -118,4 +118,18 @@ def test_reuse_compares_the_top_level_latent_dim(model_quality, tiny_grid, tmp_p
     assert model_quality.find_reusable([tmp_path], config) == member
     saved["status"] = "running"
     (member / "config.json").write_text(json.dumps(saved))
+    assert model_quality.find_reusable([tmp_path], config) is None
+
+
+def test_a_run_saved_before_a_setting_existed_matches_its_default(model_quality, tiny_grid, tmp_path):
+    """The shipped runs predate lr_schedule: their configs lack it, and they trained with a constant rate."""
+    member = tmp_path / "family" / "member"
+    shutil.copytree(tiny_grid.parent / "runs" / "z2-beta1-e1-s0-n300", member)
+    saved = json.loads((member / "config.json").read_text())
+    del saved["train"]["lr_schedule"]
+    (member / "config.json").write_text(json.dumps(saved))
+    args = model_quality.parse_args(["--epochs", "1", "--train-limit", "300"])
+    config = model_quality.cell_config(args, 2, 1.0, 0)
+    assert model_quality.find_reusable([tmp_path], config) == member
+    config.lr_schedule = "cosine"
     assert model_quality.find_reusable([tmp_path], config) is None

@@ -37,6 +37,7 @@ def test_vaekit_rows_summary_and_missing_pythae(reference, fashion_mnist_dir, tm
                              "--variants", "default", "--data-dir", str(fashion_mnist_dir),
                              "--pythae-python", str(tmp_path / "no-such-python"), "--json", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert out.with_suffix(".md").read_text() == reference.markdown(result)
     assert [(row["trainer"], row["seed"]) for row in result["rows"]] == [("vaekit default", 0), ("vaekit default", 1)]
     elbos = [row["test_elbo"] for row in result["rows"]]
     assert all(200 < elbo < 800 for elbo in elbos) and elbos[0] != elbos[1]
