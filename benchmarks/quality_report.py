@@ -106,7 +106,9 @@ def how_made(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         f"* **Model and training**: `fashion28`, the project's training defaults (Adam, lr 1e-3, batch 128, "
         f"`vaekit` init, Bernoulli likelihood = the seed's binary cross-entropy), **{_plural(meta['epochs'], 'epoch')}** "
         f"on {held}; seeds {', '.join(map(str, meta['seeds']))}. {reused} of {len(rows)} runs were reused "
-        "(finished runs with exactly these settings).",
+        "(finished runs with exactly these settings)" + (
+            "; they were trained earlier, possibly on a shared machine, and each run's `config.json` records "
+            "where and with how many threads." if reused else "."),
         f"* **Test numbers** use the {rows[0]['test_images']:,} test images, measured in fp32. Bounds are nats per "
         "image under the Bernoulli likelihood on grey values, which is **not normalised** for non-binary pixels: "
         "bounds of the training loss, not of -log p(x), and not comparable with published likelihoods.",

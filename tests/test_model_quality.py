@@ -133,3 +133,11 @@ def test_a_run_saved_before_a_setting_existed_matches_its_default(model_quality,
     assert model_quality.find_reusable([tmp_path], config) == member
     config.lr_schedule = "cosine"
     assert model_quality.find_reusable([tmp_path], config) is None
+
+
+def test_the_published_results_page_is_rendered_from_its_json(model_quality, tmp_path):
+    """docs/results.md is generated from docs/results.json, never edited by hand."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    shutil.copy(docs / "results.json", tmp_path / "results.json")
+    model_quality.render(tmp_path)
+    assert (tmp_path / "results.md").read_text() == (docs / "results.md").read_text()
