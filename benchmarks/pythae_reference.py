@@ -267,12 +267,18 @@ def kept_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The rows of ``args.json`` from an earlier call with the same :data:`SETTINGS` (none if no file)."""
     if args.json is None or not args.json.is_file():
         return []
-    data = json.loads(args.json.read_text(encoding="utf-8"))
-    earlier = build_parser().parse_args(shlex.split(data["meta"]["command"])[2:])
+    try:
+        data = json.loads(args.json.read_text(encoding="utf-8"))
+        parser = build_parser()
+        parser.exit_on_error = False
+        earlier, _ = parser.parse_known_args(shlex.split(data["meta"]["command"])[2:])
+        rows = list(data["rows"])
+    except (ValueError, KeyError, TypeError, AttributeError, argparse.ArgumentError):
+        raise SystemExit(f"--json {args.json}: not a results file of this script; choose another file") from None
     differ = [name for name in SETTINGS if getattr(earlier, name) != getattr(args, name)]
     if differ:
         raise SystemExit(f"--json {args.json}: holds results with other {', '.join(differ)}; choose another file")
-    return data["rows"]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -295,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                                             args.train_limit, args.test_limit))
             _print_row(rows[-1])
     reused = sum(1 for row in rows if kept.get((row["trainer"], row["seed"])) is row)
-    result = {"meta": _meta(argv, rows, time.perf_counter() - started, reused), "rows": rows,
+    result = {"meta": _meta(args, argv, rows, time.perf_counter() - started, reused), "rows": rows,
               "summary": summary(rows), "notes": notes}
     print(markdown(result))
     if args.json:
@@ -306,12 +312,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     return result
 
 
-def _meta(argv: list[str], rows: list[dict[str, Any]], seconds: float, reused: int) -> dict[str, Any]:
+def _meta(args: argparse.Namespace, argv: list[str], rows: list[dict[str, Any]], seconds: float,
+          reused: int) -> dict[str, Any]:
     import torch
     from flops import cpu_name
 
     machine = cpu_name()
-    args = build_parser().parse_args(argv)
     return {"command": shlex.join(["python", "benchmarks/pythae_reference.py", *argv]),
             "machine": f"{machine['model']} x{machine['threads']} threads", "torch": torch.__version__,
             "epochs": args.epochs, "train_images": rows[0]["train_images"] if rows else None,

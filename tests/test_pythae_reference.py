@@ -62,3 +62,10 @@ def test_a_second_call_keeps_earlier_rows_and_adds_only_new_variants(reference, 
     assert second["meta"]["reused_rows"] == 1 and "1 of 2 rows were kept" in reference.markdown(second)
     with pytest.raises(SystemExit, match="holds results with other epochs"):
         reference.main([*shared, "--variants", "default"][:1] + ["2", *shared[2:], "--variants", "default"])
+
+
+def test_a_json_that_is_not_its_results_is_one_line(reference, tmp_path):
+    out = tmp_path / "other.json"
+    out.write_text('{"rows": []}')
+    with pytest.raises(SystemExit, match="other.json: not a results file of this script"):
+        reference.main(["--epochs", "1", "--seeds", "0", "--variants", "default", "--json", str(out)])

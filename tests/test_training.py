@@ -188,3 +188,11 @@ def test_a_cosine_run_differs_from_a_constant_one_and_resumes_exactly(tmp_path, 
     for name, tensor in _weights(straight.model).items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     assert json.loads((tmp_path / "cut" / "config.json").read_text())["train"]["lr_schedule"] == "cosine"
+
+
+def test_a_cosine_run_refuses_to_change_its_length_on_resume(tmp_path):
+    train(TrainConfig(**{**QUICK, "epochs": 1, "lr_schedule": "cosine"}), out=tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="^epochs: a run with lr_schedule cosine keeps its 1 epochs") as error:
+        train(out=tmp_path / "run", resume=True, progress=False, epochs=2)
+    assert "\n" not in str(error.value)
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path / "run")] == [1]

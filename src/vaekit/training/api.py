@@ -233,6 +233,10 @@ def resume_overrides(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConf
     for key in set(overrides) - set(allowed):
         if overrides[key] != getattr(saved, key, overrides[key]):
             raise ConfigError(f"{key}: cannot change a saved run's setting when resuming", param=key)
+    if saved.lr_schedule != "constant" and overrides.get("epochs", saved.epochs) != saved.epochs:
+        # The schedule's rates follow the planned epochs: other epochs would bend the curve mid-run.
+        raise ConfigError(f"epochs: a run with lr_schedule {saved.lr_schedule} keeps its {saved.epochs} epochs "
+                          "when resuming; start a new run for another length", param="epochs")
     return dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in allowed})
 
 
