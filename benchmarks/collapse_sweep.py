@@ -11,6 +11,9 @@ diagnostics that ``vaekit train`` records in ``metrics.csv``.
 Usage::
 
     python benchmarks/collapse_sweep.py --seeds 0 1 2 3 4 --epochs 1 --out runs/collapse
+
+``--json FILE`` adds the rows to those already in FILE (a row of the same
+init, seed and epoch is replaced), so a sweep can be extended seed by seed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,15 @@ import tempfile
 from pathlib import Path
 
 from vaekit import TrainConfig, train
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` and ``new`` rows together, sorted by init and seed; a new row replaces an old one of the same key."""
+    def key(row: dict) -> tuple:
+        return row["init"], row["seed"], row["epoch"]
+
+    merged = {key(row): row for row in old} | {key(row): row for row in new}
+    return [merged[k] for k in sorted(merged)]
 
 
 def main() -> None:
@@ -50,7 +62,8 @@ def main() -> None:
         collapsed = sum(r["collapsed"] for r in rows if r["init"] == init)
         print(f"{init}: {collapsed} of {len(args.seeds)} seeds collapsed")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        old = json.loads(args.json.read_text()) if args.json.exists() else []
+        args.json.write_text(json.dumps(merge_rows(old, rows), indent=2))
 
 
 if __name__ == "__main__":

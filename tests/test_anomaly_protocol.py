@@ -1,15 +1,20 @@
 """The held-out-class anomaly-detection protocol as one command (vaekit.training.anomaly_protocol)."""
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 import vaekit.training.anomaly_protocol as protocol_mod
 import vaekit.training.series as series_mod
 from vaekit.analysis.anomaly import ANOMALY_SCORES
 from vaekit.cli import main
 from vaekit.errors import ConfigError
+from vaekit.runs.run import read_metrics
 from vaekit.training import TrainConfig, run_anomaly_protocol
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 # One epoch on a few shapes images: seconds per member.
 TINY = dict(dataset="shapes", arch="fashion28", epochs=1, batch_size=64, train_limit=128, test_limit=120,
@@ -48,6 +53,27 @@ def test_one_row_per_class_with_every_score_and_their_mean(shapes_protocol):
     assert len(lines) == 1 + 2 + 1  # header, one row per class, the mean
     assert "-ELBO" in lines[0] and "complexity" in lines[0] and lines[-1].startswith("| **mean")
     assert f"{record['mean']['iwae']:.3f}" in lines[-1]
+    assert record["jobs"] == 1 and record["training_threads"] == torch.get_num_threads()
+    assert table == protocol_mod.protocol_table(record)  # the page is its JSON, rendered
+    assert record["machine"] in table and "Incomplete" not in table
+
+
+def test_an_unfinished_protocol_says_so_and_the_best_score_is_named(shapes_protocol):
+    out, _ = shapes_protocol
+    record = json.loads((out / protocol_mod.PROTOCOL_FILE).read_text())
+    record.update(complete=False, classes=record["classes"][:1], command="vaekit anomaly-protocol --out X")
+    record["mean"] = dict(record["classes"][0]["auroc"])
+    page = protocol_mod.protocol_table(record)
+    assert "**Incomplete**: 1 class so far" in page and "\nvaekit anomaly-protocol --out X\n" in page
+    best = max(record["mean"], key=record["mean"].get)
+    assert f"Best mean: **{protocol_mod.SCORE_TITLES[best]}**, {record['mean'][best]:.3f}." in page
+
+
+def test_the_published_results_page_is_its_json_rendered():
+    record = json.loads((DOCS / protocol_mod.PROTOCOL_FILE).read_text())
+    assert record["complete"] and record["dataset"] == "fashion-mnist"
+    assert len(record["classes"]) == 10 and record["latent_dim"] == protocol_mod.PROTOCOL_LATENT_DIM
+    assert (DOCS / protocol_mod.TABLE_FILE).read_text() == protocol_mod.protocol_table(record)
 
 
 def test_running_again_leaves_finished_members_alone(shapes_protocol, monkeypatch):
@@ -61,6 +87,9 @@ def test_running_again_leaves_finished_members_alone(shapes_protocol, monkeypatc
     again = run_anomaly_protocol(TrainConfig(**TINY), out=out, classes=["square", "circle"], iw_samples=4,
                                  progress=False)
     assert [row.status for row in again.classes] == ["complete", "complete"]
+    for row in again.classes:  # training time comes from the member's own metrics, not 0
+        assert row.train_s == pytest.approx(sum(float(r["seconds"]) for r in read_metrics(row.run_dir)))
+        assert row.train_s > 0
     assert {row.name: (row.run_dir / "model.safetensors").stat().st_mtime_ns for row in again.classes} == weights
     for before, after in zip(first.classes, again.classes):  # same models, same seed: same scores
         assert after.auroc == pytest.approx(before.auroc)

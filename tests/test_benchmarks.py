@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_throughput.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from conftest import load_script
 from flops import cpu_name, peak_for_name, training_flops_per_image
 
 
@@ -94,3 +95,13 @@ def test_smoke_run_on_cpu(tmp_path, fashion_mnist_dir):
     assert len(targets) == 4
     assert targets["nn3-128 training >= 30,000 img/s"]["pass"] is False
     assert "d. targets from the issue" in done.stdout
+
+
+def test_collapse_sweep_json_grows_seed_by_seed():
+    sweep = load_script("benchmarks/collapse_sweep.py")
+    first = [{"init": "pytorch", "seed": s, "epoch": 1, "test_elbo": 270.0 + s} for s in (0, 1)]
+    later = [{"init": "pytorch", "seed": 1, "epoch": 1, "test_elbo": 1.0},
+             {"init": "keras", "seed": 5, "epoch": 1, "test_elbo": 2.0}]
+    merged = sweep.merge_rows(first, later)
+    assert [(r["init"], r["seed"]) for r in merged] == [("keras", 5), ("pytorch", 0), ("pytorch", 1)]
+    assert merged[2]["test_elbo"] == 1.0 and merged[1]["test_elbo"] == 270.0  # same key: the new row wins

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from vaekit.analysis.anomaly import ANOMALY_SCORES, anomaly_protocol, held_out_mask
 from vaekit.analysis.bounds import run_likelihood
@@ -38,7 +39,7 @@ from vaekit.errors import ConfigError, RunDirError
 from vaekit.files import atomic_write_text, write_json
 from vaekit.guard import writer_lock
 from vaekit.models.spec import get_arch
-from vaekit.runs.run import Run
+from vaekit.runs.run import Run, read_metrics
 from vaekit.runtime import resolve_device
 from vaekit.training.config import TrainConfig
 from vaekit.training.series import (
@@ -46,6 +47,7 @@ from vaekit.training.series import (
     TrainJob,
     check_jobs,
     member_state,
+    threads_per_job,
     train_jobs,
 )
 from vaekit.training.trainer import TrainingInterrupted
@@ -199,7 +201,8 @@ def run_anomaly_protocol(
               "iw_samples": iw_samples, "seed": seed, "scores": list(ANOMALY_SCORES), "split": test.split,
               "test_images": len(test), "command": command,
               "recipe": {k: v for k, v in base.to_dict().items() if k != "exclude_classes"},
-              "machine": machine_name(device)}
+              "machine": machine_name(device), "jobs": jobs,
+              "training_threads": threads_per_job(jobs) if jobs > 1 else torch.get_num_threads()}
     rows: list[ClassResult] = []
     with writer_lock(out, what="anomaly protocol"):
         # Several at once: all train, then all are scored. One at a time: each is scored (and the table
@@ -271,6 +274,8 @@ def _train_members(base: TrainConfig, names: list[str], out: Path, jobs: int, pr
     except TrainingInterrupted as stop:
         raise ProtocolInterrupted(stop.run_dir, out) from None
     seconds.update(zip(todo, done))
+    for index in set(range(len(names))) - set(todo):  # finished earlier: the seconds its epochs recorded
+        seconds[index] = sum(float(row.get("seconds") or 0) for row in read_metrics(dirs[index]))
     status = {"new": "trained", "resume": "resumed", "complete": "complete"}
     return [(status[state], seconds[index]) for index, state in enumerate(states)]
 
@@ -291,49 +296,74 @@ def _write(out: Path, record: dict[str, Any], rows: list[ClassResult], wall_s: f
            done: bool) -> tuple[str, dict[str, float]]:
     """Write the JSON and the Markdown table of the rows so far; return the table and the means."""
     mean = {score: float(np.mean([row.auroc[score] for row in rows])) for score in ANOMALY_SCORES}
-    table = protocol_table(rows, mean, record)
-    write_json(out / PROTOCOL_FILE, {**record, "complete": done, "wall_time_s": round(wall_s, 2),
-                                     "classes": [row.to_dict() for row in rows], "mean": mean})
+    record = {**record, "complete": done, "wall_time_s": round(wall_s, 2),
+              "classes": [row.to_dict() for row in rows], "mean": mean}
+    write_json(out / PROTOCOL_FILE, record)
+    table = protocol_table(record)
     atomic_write_text(out / TABLE_FILE, table)
     return table, mean
 
 
-def protocol_table(rows: Sequence[ClassResult], mean: dict[str, float], record: dict[str, Any] | None = None) -> str:
-    """The Markdown table: one row per held-out class, one column per score (AUROC), last row the mean.
+def protocol_table(record: dict[str, Any]) -> str:
+    """The Markdown page of a protocol: its recipe, machine and wall time, then class x score AUROCs.
+
+    It is rendered from the JSON record alone, so a published page can be
+    checked against (or rebuilt from) its ``anomaly_protocol.json``.
 
     Parameters
     ----------
-    rows
-        The classes' results.
-    mean
-        Mean AUROC per score over ``rows``.
     record
-        The protocol's settings (dataset, arch, latent_dim, iw_samples, recipe, machine) for the caption.
+        The contents of ``anomaly_protocol.json``: the settings (dataset,
+        arch, latent_dim, iw_samples, recipe, machine, command, wall_time_s),
+        ``classes`` (one dict per held-out class) and ``mean``.
 
     Returns
     -------
     str
         Markdown, ending with a newline.
     """
-    lines = []
-    if record is not None:
-        recipe = record.get("recipe", {})
-        lines += ["# Held-out-class anomaly detection: AUROC", "",
-                  f"{record['dataset']}, {record['arch']}, latent {record['latent_dim']}, "
-                  f"{recipe.get('epochs')} epochs; IWAE and complexity scores with K = {record['iw_samples']}; "
-                  f"{record['test_images']} test images scored; {record['machine']}.",
-                  "Each row is a model trained without that class, whose test images are the anomalies; "
-                  "1 is perfect, 0.5 chance.", ""]
+    rows, mean = record["classes"], record["mean"]
+    lines = ["# Held-out-class anomaly detection: AUROC", "", *_caption(record), ""]
     titles = [SCORE_TITLES.get(score, score) for score in ANOMALY_SCORES]
-    lines.append("| held-out class | " + " | ".join(titles) + " | normal | anomalous | in-dist. -ELBO |")
-    lines.append("|---|" + "---:|" * (len(titles) + 3))
+    lines.append("| held-out class | " + " | ".join(titles) + " | normal | anomalous | in-dist. -ELBO | train s |")
+    lines.append("|---|" + "---:|" * (len(titles) + 4))
     for row in rows:
-        cells = [f"{row.auroc[score]:.3f}" for score in ANOMALY_SCORES]
-        lines.append(f"| {row.name.replace('|', '/')} | " + " | ".join(cells)
-                     + f" | {row.n_normal} | {row.n_anomalous} | {row.in_distribution_neg_elbo:.2f} |")
+        cells = [f"{row['auroc'][score]:.3f}" for score in ANOMALY_SCORES]
+        lines.append(f"| {row['class'].replace('|', '/')} | " + " | ".join(cells)
+                     + f" | {row['n_normal']} | {row['n_anomalous']} | {row['in_distribution_test_neg_elbo']:.2f}"
+                     + f" | {row['train_s']:.0f} |")
     cells = [f"**{mean[score]:.3f}**" for score in ANOMALY_SCORES]
-    lines.append(f"| **mean ({len(rows)})** | " + " | ".join(cells) + " | | | |")
+    lines.append(f"| **mean ({len(rows)})** | " + " | ".join(cells) + " | | | | |")
+    best = max(ANOMALY_SCORES, key=lambda score: mean[score])
+    lines += ["", f"Best mean: **{SCORE_TITLES.get(best, best)}**, {mean[best]:.3f}."]
     return "\n".join(lines) + "\n"
+
+
+def _caption(record: dict[str, Any]) -> list[str]:
+    """What was trained and scored, where, and how long it took (the lines above the table)."""
+    recipe = record.get("recipe", {})
+    limit = f", the first {recipe['train_limit']} training images" if recipe.get("train_limit") else ""
+    count = record.get("training_threads")
+    threads = f"; each model trained with {count} thread{'s' * (count != 1)}" if count else ""
+    lines = [f"**Recipe**: {record['dataset']}, `{record['arch']}`, latent {record['latent_dim']}, "
+             f"beta {recipe.get('beta')}, {recipe.get('epochs')} epochs{limit}, init `{recipe.get('init')}`, "
+             f"precision `{recipe.get('precision')}`, seed {recipe.get('seed')}; each row's model is trained "
+             "without that class, whose test images are the anomalies (1 is perfect, 0.5 chance).",
+             "",
+             f"**Scores**: {record['test_images']} {record.get('split', 'test')} images scored by each model; "
+             f"IWAE and complexity-corrected scores with K = {record['iw_samples']}. "
+             "`in-dist. -ELBO` is the mean test -ELBO (nats) of the images of the other classes; `train s` is "
+             "the wall time of the member's training (for a member finished by an earlier call, the seconds "
+             "its epochs recorded).",
+             "",
+             f"**Machine**: {record['machine']}{threads}. **Wall time**: "
+             f"{record['wall_time_s'] / 60:.1f} min for the whole protocol (training and scoring)."]
+    if record.get("command"):
+        lines += ["", "```", record["command"], "```"]
+    if not record.get("complete", True):
+        done = len(record["classes"])
+        lines += ["", f"**Incomplete**: {done} class{'es' * (done != 1)} so far; the same command goes on."]
+    return lines
 
 
 def _say(message: str) -> None:
