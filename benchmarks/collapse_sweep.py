@@ -35,6 +35,18 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     return [merged[k] for k in sorted(merged)]
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier sweep's ``--json`` file (none if it does not exist); anything else is one line."""
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())
+        merge_rows(rows, [])
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(f"collapse_sweep: error: --json {path}: not the rows of an earlier sweep") from None
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -62,8 +74,7 @@ def main() -> None:
         collapsed = sum(r["collapsed"] for r in rows if r["init"] == init)
         print(f"{init}: {collapsed} of {len(args.seeds)} seeds collapsed")
     if args.json:
-        old = json.loads(args.json.read_text()) if args.json.exists() else []
-        args.json.write_text(json.dumps(merge_rows(old, rows), indent=2))
+        args.json.write_text(json.dumps(merge_rows(read_rows(args.json), rows), indent=2))
 
 
 if __name__ == "__main__":

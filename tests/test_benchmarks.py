@@ -105,3 +105,12 @@ def test_collapse_sweep_json_grows_seed_by_seed():
     merged = sweep.merge_rows(first, later)
     assert [(r["init"], r["seed"]) for r in merged] == [("keras", 5), ("pytorch", 0), ("pytorch", 1)]
     assert merged[2]["test_elbo"] == 1.0 and merged[1]["test_elbo"] == 270.0  # same key: the new row wins
+
+
+def test_collapse_sweep_refuses_a_foreign_json_in_one_line(tmp_path):
+    sweep = load_script("benchmarks/collapse_sweep.py")
+    foreign = tmp_path / "other.json"
+    foreign.write_text('{"not": "rows"}')
+    with pytest.raises(SystemExit, match="--json .*other.json: not the rows of an earlier sweep"):
+        sweep.read_rows(foreign)
+    assert sweep.read_rows(tmp_path / "new.json") == []
