@@ -1,0 +1,78 @@
+"""benchmarks/family_convergence.py: a family grown in rounds on the real Fashion-MNIST, and its numbers-only page."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("benchmarks/family_convergence.py")
+
+
+def tiny(data_dir, out, results, max_epochs):
+    return ["--dataset", "fashion-mnist", "--arch", "fashion28", "--betas", "1", "4", "--data-dir", str(data_dir),
+            "--train-limit", "256", "--test-limit", "256", "--round-epochs", "1", "--max-epochs", str(max_epochs),
+            "--patience", "1", "--device", "cpu", "--out", str(out), "--results", str(results)]
+
+
+@pytest.fixture(scope="module")
+def grown(script, fashion_mnist_dir, tmp_path_factory):
+    """Two members grown to 2 epochs in rounds of 1, then a second call extends them to 3."""
+    tmp = tmp_path_factory.mktemp("family-convergence")
+    results = tmp / "family.json"
+    assert script.main(tiny(fashion_mnist_dir, tmp / "family", results, 2)) == 0
+    first = json.loads(results.read_text())
+    assert script.main(tiny(fashion_mnist_dir, tmp / "family", results, 3)) == 0
+    return tmp, first, json.loads(results.read_text())
+
+
+def test_rounds_extend_every_member_and_keep_its_history(grown):
+    _, first, record = grown
+    assert [(m["name"], m["epochs"]) for m in first["members"]] == [("vae_model_fashion28_w1", 2),
+                                                                  ("vae_model_fashion28_w4", 2)]
+    for member in record["members"]:
+        assert member["epochs"] == 3
+        assert [h["epoch"] for h in member["history"]] == [1, 2, 3]
+        best = min(member["history"], key=lambda h: h["elbo"])
+        assert member["best_epoch"] == best["epoch"] and member["best"]["elbo"] == best["elbo"]
+        assert member["converged"] == (3 - best["epoch"] >= 1)
+        final = member["history"][-1]
+        assert member["final"]["elbo"] == pytest.approx(final["recon"] + final["kl"], abs=0.01)
+    # A larger beta buys a lower rate.
+    assert record["members"][1]["final"]["kl"] < record["members"][0]["final"]["kl"]
+
+
+def test_meta_names_the_command_machine_and_accumulates_wall_time(grown):
+    _, first, record = grown
+    meta = record["meta"]
+    assert "--max-epochs 3" in meta["command"] and "--train-limit 256" in meta["command"]
+    assert meta["train_images"] == 256 and meta["test_images"] == 256 and meta["latent_dim"] == 2
+    assert meta["settings"]["batch_size"] == 64 and meta["machine"] and meta["torch"]
+    assert meta["wall_seconds"] > first["meta"]["wall_seconds"]
+    assert meta["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in record["members"]), abs=0.2)
+
+
+def test_the_page_is_rendered_from_the_json_alone(script, grown):
+    tmp, _, record = grown
+    page = (tmp / "family.md").read_text()
+    assert "| 4 | `vae_model_fashion28_w4` | 3 |" in page
+    assert "from `family.json`" in page and "CelebA" not in page  # the licence note is for CelebA only
+    assert f"{record['members'][0]['final']['elbo']:.1f}" in page
+    (tmp / "family.md").unlink()
+    assert script.main(["--render-only", "--results", str(tmp / "family.json")]) == 0
+    assert (tmp / "family.md").read_text() == page
+
+
+def test_bad_options_are_one_line_errors(script, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        script.main(["--round-epochs", "0", "--out", str(tmp_path / "f")])
+    assert stop.value.code == 2 and "--round-epochs: must be at least 1" in capsys.readouterr().err
+    code = script.main(["--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "f"),
+                        "--results", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and str(tmp_path / "missing") in err[0], err
+    assert not (tmp_path / "r.json").exists()
