@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/vaekit demo
 
 test: setup
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --durations=15
 
 # The documentation site: the guides and the API reference; any warning fails the build.
 docs: setup

@@ -1,0 +1,82 @@
+"""benchmarks/defaults_check.py: candidate defaults trained, kept, resumed or reused, and scored alike."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("benchmarks/defaults_check.py")
+
+
+def tiny(data_dir, out, results, *extra):
+    return ["--variants", "default", "init=pytorch", "--seeds", "0", "--epochs", "1", "--data-dir", str(data_dir),
+            "--train-limit", "256", "--test-limit", "300", "--device", "cpu", "--out", str(out),
+            "--json", str(results), *extra]
+
+
+@pytest.fixture(scope="module")
+def checked(script, fashion_mnist_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("defaults-check")
+    assert script.main(tiny(fashion_mnist_dir, tmp / "runs", tmp / "check.json")) == 0
+    return tmp, json.loads((tmp / "check.json").read_text())
+
+
+def test_every_variant_is_trained_and_scored_on_the_same_test_images(checked):
+    tmp, record = checked
+    assert [(r["variant"], r["seed"]) for r in record["rows"]] == [("default", 0), ("init=pytorch", 0)]
+    for row in record["rows"]:
+        assert row["test_images"] == 300 and len(row["epoch_test_elbo"]) == 1
+        assert row["test_elbo"] == pytest.approx(row["recon"] + row["kl"], abs=0.01)
+    assert (tmp / "runs" / "init-pytorch" / "seed0" / "model.safetensors").is_file()
+    assert json.loads((tmp / "runs" / "init-pytorch" / "seed0" / "config.json").read_text())["train"]["init"] == \
+        "pytorch"
+    summary = {cell["variant"]: cell for cell in record["summary"]}
+    assert summary["default"]["mean"] == pytest.approx(record["rows"][0]["test_elbo"], abs=0.01)
+    assert summary["default"]["sd"] is None and not summary["default"]["meets_target"]  # one seed is not a mean of 3
+    assert record["meta"]["keras_anchor"]["test_elbo"] == pytest.approx(260.76)
+
+
+def test_a_second_call_keeps_finished_runs_and_the_page_renders_from_json(script, checked, fashion_mnist_dir):
+    tmp, record = checked
+    weights = tmp / "runs" / "default" / "seed0" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert script.main(tiny(fashion_mnist_dir, tmp / "runs", tmp / "again.json")) == 0
+    assert weights.stat().st_mtime_ns == before
+    again = json.loads((tmp / "again.json").read_text())
+    assert [r["test_elbo"] for r in again["rows"]] == [r["test_elbo"] for r in record["rows"]]
+    page = (tmp / "check.md").read_text()
+    assert "| init=pytorch | 1 |" in page and "--variants default init=pytorch" in page
+    (tmp / "check.md").unlink()
+    assert script.main(["--render-only", "--json", str(tmp / "check.json")]) == 0
+    assert (tmp / "check.md").read_text() == page
+
+
+def test_a_finished_run_elsewhere_is_reused(script, checked, fashion_mnist_dir, tmp_path):
+    tmp, record = checked
+    shutil.copytree(tmp / "runs" / "default" / "seed0", tmp_path / "zoo" / "family" / "some_run")
+    out = tmp_path / "runs"
+    args = tiny(fashion_mnist_dir, out, tmp_path / "r.json", "--reuse", str(tmp_path / "zoo"))
+    args[args.index("init=pytorch")] = "default"
+    args.remove("default")
+    assert script.main(args) == 0
+    row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
+    assert row["run"].endswith("zoo/family/some_run") and not out.exists()
+    assert row["test_elbo"] == record["rows"][0]["test_elbo"]
+
+
+def test_bad_input_is_one_line(script, checked, fashion_mnist_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--variants: 'colour=red' is not NAME=VALUE"):
+        script.main(["--variants", "colour=red"])
+    tmp, _ = checked
+    # A run directory trained with other settings is refused, never overwritten.
+    shutil.copytree(tmp / "runs" / "default", tmp_path / "runs" / "init-pytorch")
+    code = script.main(tiny(fashion_mnist_dir, tmp_path / "runs", tmp_path / "r.json"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "init" in err[0], err
+    assert not (tmp_path / "r.json").exists()
