@@ -50,7 +50,7 @@ from vaekit.errors import VaekitError
 from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
-from vaekit.runtime import resolve_device
+from vaekit.runtime import resolve_device, stop_on_sigterm
 from vaekit.training.config import TrainConfig
 from vaekit.training.series import TrainJob, member_state, train_jobs
 from vaekit.training.trainer import TrainingInterrupted
@@ -200,6 +200,7 @@ def render(path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()  # a kill saves the running member, as Ctrl-C does
     if args.render_only:
         print(f"wrote {render(args.json)}")
         return 0

@@ -47,7 +47,7 @@ from vaekit.errors import VaekitError
 from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
-from vaekit.runtime import resolve_device
+from vaekit.runtime import resolve_device, stop_on_sigterm
 from vaekit.training.config import TrainConfig
 from vaekit.training.family import (
     DOCS_BETAS,
@@ -95,9 +95,9 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def where(path: Path | str) -> str:
-    """``path`` relative to the repository when inside it."""
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    """``path`` relative to the repository when inside it, else as given."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -175,7 +175,7 @@ def grow(args: argparse.Namespace, after_round: Callable[[], None]) -> bool:
         try:
             train_family(base, betas=args.betas, out=args.out, epochs=target)
         except FamilyInterrupted as stop:
-            print(f"interrupted: {stop}; run the same command to resume", flush=True)
+            print(f"interrupted: {stop.run_dir.name} was saved; run the same command to resume", flush=True)
             after_round()
             return False
         after_round()
@@ -246,8 +246,8 @@ def render_markdown(record: dict[str, Any]) -> str:
         final, best = m["final"], m["best"]
         lines.append(
             f"| {m['beta']:g} | `{m['name']}` | {m['epochs']} | {'yes' if m['converged'] else 'no'} |"
-            f" {final['elbo']:.1f} | {final['recon']:.1f} | {final['kl']:.1f} | {final['active_units']} |"
-            f" {m['best_epoch']} | {best['elbo']:.1f} | {final['train_elbo']:.1f} | {m['train_seconds'] / 60:.1f} |")
+            f" {final['elbo']:,.1f} | {final['recon']:,.1f} | {final['kl']:,.1f} | {final['active_units']} |"
+            f" {m['best_epoch']} | {best['elbo']:,.1f} | {final['train_elbo']:,.1f} | {m['train_seconds'] / 60:.1f} |")
     lines += ["", *_reading(members)]
     return "\n".join(lines) + "\n"
 
@@ -262,9 +262,9 @@ def _reading(members: list[dict[str, Any]]) -> list[str]:
     if len(by_beta) > 1:
         falls = all(a > b for a, b in itertools.pairwise(rates))
         lines.append(f"- **Rate against beta:** the KL {'falls' if falls else 'does not fall monotonically'} from "
-                     f"{rates[0]:.1f} (beta {by_beta[0]['beta']:g}) to {rates[-1]:.1f} (beta {by_beta[-1]['beta']:g})"
-                     f" nats, and the distortion goes from {by_beta[0]['final']['recon']:.1f} to"
-                     f" {by_beta[-1]['final']['recon']:.1f}.")
+                     f"{rates[0]:,.1f} (beta {by_beta[0]['beta']:g}) to {rates[-1]:,.1f} (beta {by_beta[-1]['beta']:g})"
+                     f" nats, and the distortion goes from {by_beta[0]['final']['recon']:,.1f} to"
+                     f" {by_beta[-1]['final']['recon']:,.1f}.")
     open_members = [m for m in by_beta if not m["converged"]]
     if open_members:
         names = ", ".join(f"`{m['name']}` (epoch {m['epochs']}, best at {m['best_epoch']})" for m in open_members)
@@ -288,6 +288,7 @@ def render(path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()  # a kill saves the running member, as Ctrl-C does
     try:
         if args.render_only:
             paths = [render(args.results)]

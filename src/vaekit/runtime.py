@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 
 import torch
 
@@ -63,3 +65,16 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def stop_on_sigterm() -> None:
+    """Treat SIGTERM (``kill``, job schedulers, preemption) like Ctrl-C: the training saves, then stops.
+
+    Call it once at the start of a program that trains (the CLI does). A shell's
+    background job starts with SIGINT ignored; Ctrl-C then saves too. Outside
+    the main thread it does nothing (Python sets signal handlers there only).
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -29,6 +27,7 @@ from vaekit.cli.options import (
     translate_error,
 )
 from vaekit.errors import VaekitError
+from vaekit.runtime import stop_on_sigterm
 
 __all__ = ["add_output_option", "add_runtime_options", "add_training_options", "main", "output_path",
            "positive_int", "train_config_from_args"]
@@ -179,15 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_on_sigterm() -> None:
-    """Treat SIGTERM (``kill``, job schedulers, preemption) like Ctrl-C: save, then exit."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        # A shell's background job starts with SIGINT ignored; Ctrl-C should still save.
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with its errors as the one ``vaekit: error: ...`` line every other error gets."""
 
@@ -207,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    _stop_on_sigterm()
+    stop_on_sigterm()
     try:
         return args.func(args) or 0
     except TrainingInterrupted as interrupted:
