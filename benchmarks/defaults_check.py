@@ -173,16 +173,15 @@ def render_markdown(record: dict[str, Any]) -> str:
         f"(nats, lower is better). Target: at most {TARGET_NATS:g} as the mean of 3 seeds. "
         f"Keras anchor: {anchor['test_elbo']:.2f}. Scored on {meta['machine']}, {meta['date']}.",
         "",
-        "| variant | seeds | test -ELBO (mean ± sd) | per seed | vs target | vs Keras anchor | train min (median) |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "| variant | seeds | test -ELBO (mean ± sd) | per seed | vs target | vs Keras anchor |",
+        "|---|---|---:|---|---:|---:|",
     ]
     for cell in record["summary"]:
         mine = [r for r in rows if r["variant"] == cell["variant"]]
         sd = f" ± {cell['sd']:.2f}" if cell["sd"] is not None else ""
         per_seed = ", ".join(f"{r['test_elbo']:.2f} (s{r['seed']})" for r in mine)
-        minutes = statistics.median(r["train_seconds"] for r in mine) / 60
         lines.append(f"| {cell['variant']} | {len(mine)} | {cell['mean']:.2f}{sd} | {per_seed} |"
-                     f" {cell['mean'] - TARGET_NATS:+.2f} | {cell['mean'] - anchor['test_elbo']:+.2f} | {minutes:.1f} |")
+                     f" {cell['mean'] - TARGET_NATS:+.2f} | {cell['mean'] - anchor['test_elbo']:+.2f} |")
     lines += ["", "Per-epoch test -ELBO of each run (from its `metrics.csv`; the last five epochs):", ""]
     for r in rows:
         tail = ", ".join(f"{v:.1f}" for v in r["epoch_test_elbo"][-5:])

@@ -258,13 +258,22 @@ def _reading(members: list[dict[str, Any]]) -> list[str]:
         return ["No member has finished an epoch yet."]
     lines = []
     by_beta = sorted(members, key=lambda m: m["beta"])
-    rates = [m["final"]["kl"] for m in by_beta]
+    shared = min(m["epochs"] for m in by_beta)
+    at_shared = [m["history"][shared - 1] for m in by_beta]
+    if any(m["epochs"] != shared for m in by_beta):
+        lines += [f"The members have trained for different numbers of epochs; at epoch {shared}, which every member "
+                  "has reached, they compare like this:", "",
+                  "| beta | test -ELBO | distortion | rate (KL) |", "|---:|---:|---:|---:|"]
+        lines += [f"| {m['beta']:g} | {h['elbo']:,.1f} | {h['recon']:,.1f} | {h['kl']:,.1f} |"
+                  for m, h in zip(by_beta, at_shared)]
+        lines.append("")
+    rates = [h["kl"] for h in at_shared]
     if len(by_beta) > 1:
         falls = all(a > b for a, b in itertools.pairwise(rates))
-        lines.append(f"- **Rate against beta:** the KL {'falls' if falls else 'does not fall monotonically'} from "
-                     f"{rates[0]:,.1f} (beta {by_beta[0]['beta']:g}) to {rates[-1]:,.1f} (beta {by_beta[-1]['beta']:g})"
-                     f" nats, and the distortion goes from {by_beta[0]['final']['recon']:,.1f} to"
-                     f" {by_beta[-1]['final']['recon']:,.1f}.")
+        lines.append(f"- **Rate against beta** (epoch {shared}): the KL {'falls' if falls else 'does not fall monotonically'}"
+                     f" from {rates[0]:,.1f} (beta {by_beta[0]['beta']:g}) to {rates[-1]:,.1f}"
+                     f" (beta {by_beta[-1]['beta']:g}) nats, and the distortion goes from {at_shared[0]['recon']:,.1f}"
+                     f" to {at_shared[-1]['recon']:,.1f}.")
     open_members = [m for m in by_beta if not m["converged"]]
     if open_members:
         names = ", ".join(f"`{m['name']}` (epoch {m['epochs']}, best at {m['best_epoch']})" for m in open_members)

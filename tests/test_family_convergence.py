@@ -76,3 +76,15 @@ def test_bad_options_are_one_line_errors(script, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and str(tmp_path / "missing") in err[0], err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_members_at_different_epochs_are_compared_at_a_shared_epoch(script, grown):
+    _, _, record = grown
+    behind = record["members"][1]
+    behind["history"] = behind["history"][:2]
+    behind["epochs"] = 2
+    page = script.render_markdown(record)
+    assert "at epoch 2, which every member has reached" in page
+    first_at_2 = record["members"][0]["history"][1]
+    assert f"| 1 | {first_at_2['elbo']:,.1f} | {first_at_2['recon']:,.1f} | {first_at_2['kl']:,.1f} |" in page
+    assert "**Rate against beta** (epoch 2)" in page
