@@ -21,25 +21,25 @@ def tiny(data_dir, out, results, max_epochs):
 
 @pytest.fixture(scope="module")
 def grown(script, fashion_mnist_dir, tmp_path_factory):
-    """Two members grown to 2 epochs in rounds of 1, then a second call extends them to 3."""
+    """Two members grown to 1 epoch, then a second call extends them to 2."""
     tmp = tmp_path_factory.mktemp("family-convergence")
     results = tmp / "family.json"
-    assert script.main(tiny(fashion_mnist_dir, tmp / "family", results, 2)) == 0
+    assert script.main(tiny(fashion_mnist_dir, tmp / "family", results, 1)) == 0
     first = json.loads(results.read_text())
-    assert script.main(tiny(fashion_mnist_dir, tmp / "family", results, 3)) == 0
+    assert script.main(tiny(fashion_mnist_dir, tmp / "family", results, 2)) == 0
     return tmp, first, json.loads(results.read_text())
 
 
 def test_rounds_extend_every_member_and_keep_its_history(grown):
     _, first, record = grown
-    assert [(m["name"], m["epochs"]) for m in first["members"]] == [("vae_model_fashion28_w1", 2),
-                                                                  ("vae_model_fashion28_w4", 2)]
+    assert [(m["name"], m["epochs"]) for m in first["members"]] == [("vae_model_fashion28_w1", 1),
+                                                                  ("vae_model_fashion28_w4", 1)]
     for member in record["members"]:
-        assert member["epochs"] == 3
-        assert [h["epoch"] for h in member["history"]] == [1, 2, 3]
+        assert member["epochs"] == 2
+        assert [h["epoch"] for h in member["history"]] == [1, 2]
         best = min(member["history"], key=lambda h: h["elbo"])
         assert member["best_epoch"] == best["epoch"] and member["best"]["elbo"] == best["elbo"]
-        assert member["converged"] == (3 - best["epoch"] >= 1)
+        assert member["converged"] == (2 - best["epoch"] >= 1)
         final = member["history"][-1]
         assert member["final"]["elbo"] == pytest.approx(final["recon"] + final["kl"], abs=0.01)
     # A larger beta buys a lower rate.
@@ -49,7 +49,7 @@ def test_rounds_extend_every_member_and_keep_its_history(grown):
 def test_meta_names_the_command_machine_and_accumulates_wall_time(grown):
     _, first, record = grown
     meta = record["meta"]
-    assert "--max-epochs 3" in meta["command"] and "--train-limit 256" in meta["command"]
+    assert "--max-epochs 2" in meta["command"] and "--train-limit 256" in meta["command"]
     assert meta["train_images"] == 256 and meta["test_images"] == 256 and meta["latent_dim"] == 2
     assert meta["settings"]["batch_size"] == 64 and meta["machine"] and meta["torch"]
     assert meta["wall_seconds"] > first["meta"]["wall_seconds"]
@@ -59,7 +59,7 @@ def test_meta_names_the_command_machine_and_accumulates_wall_time(grown):
 def test_the_page_is_rendered_from_the_json_alone(script, grown):
     tmp, _, record = grown
     page = (tmp / "family.md").read_text()
-    assert "| 4 | `vae_model_fashion28_w4` | 3 |" in page
+    assert "| 4 | `vae_model_fashion28_w4` | 2 |" in page
     assert "from `family.json`" in page and "CelebA" not in page  # the licence note is for CelebA only
     assert f"{record['members'][0]['final']['elbo']:.1f}" in page
     (tmp / "family.md").unlink()
@@ -81,10 +81,10 @@ def test_bad_options_are_one_line_errors(script, tmp_path, capsys):
 def test_members_at_different_epochs_are_compared_at_a_shared_epoch(script, grown):
     _, _, record = grown
     behind = record["members"][1]
-    behind["history"] = behind["history"][:2]
-    behind["epochs"] = 2
+    behind["history"] = behind["history"][:1]
+    behind["epochs"] = 1
     page = script.render_markdown(record)
-    assert "at epoch 2, which every member has reached" in page
-    first_at_2 = record["members"][0]["history"][1]
-    assert f"| 1 | {first_at_2['elbo']:,.1f} | {first_at_2['recon']:,.1f} | {first_at_2['kl']:,.1f} |" in page
-    assert "**Rate against beta** (epoch 2)" in page
+    assert "at epoch 1, which every member has reached" in page
+    first_at_1 = record["members"][0]["history"][0]
+    assert f"| 1 | {first_at_1['elbo']:,.1f} | {first_at_1['recon']:,.1f} | {first_at_1['kl']:,.1f} |" in page
+    assert "**Rate against beta** (epoch 1)" in page
