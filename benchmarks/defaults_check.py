@@ -94,11 +94,6 @@ def variant_config(args: argparse.Namespace, variant: str, seed: int) -> TrainCo
     return config
 
 
-def repo_path(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 def run_dir(args: argparse.Namespace, variant: str, seed: int) -> Path:
     return args.out / variant.replace("=", "-").replace(",", "+") / f"seed{seed}"
 
@@ -110,8 +105,8 @@ def command_line(args: argparse.Namespace) -> str:
         if getattr(args, option) is not None:
             parts += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     if args.reuse:
-        parts += ["--reuse", *map(repo_path, args.reuse)]
-    return shlex.join(parts + ["--out", repo_path(args.out)])
+        parts += ["--reuse", *map(model_quality._repo_path, args.reuse)]
+    return shlex.join(parts + ["--out", model_quality._repo_path(args.out)])
 
 
 # ----------------------------------------------------------------------------- training (or reuse)
@@ -138,7 +133,7 @@ def score(folder: Path, test_set: vaekit.ImageDataset, device: torch.device) -> 
     history = read_metrics(folder)
     config = read_config(folder)
     return {
-        "run": repo_path(folder), "test_elbo": round(scores.elbo, 3), "recon": round(scores.recon, 3),
+        "run": model_quality._repo_path(folder), "test_elbo": round(scores.elbo, 3), "recon": round(scores.recon, 3),
         "kl": round(scores.kl, 3), "active_units": scores.active_units, "test_images": scores.n_images,
         "epoch_test_elbo": [round(float(row["test_elbo"]), 2) for row in history],
         "epoch_test_images": config["train"].get("test_limit") or config["dataset"]["test_size"],
