@@ -72,12 +72,12 @@ def parse_variant(text: str) -> dict[str, Any]:
         key = key.strip().replace("-", "_")
         if not sep or key not in known:
             raise SystemExit(f"--variants: '{item}' is not NAME=VALUE with NAME a TrainConfig field")
-        default = getattr(TrainConfig(), key)
+        # The field's declared type, so that optional numbers (ema_decay: float | None) parse too.
+        kind = next((k for k in (int, float) if str(known[key].type).startswith(k.__name__)), None)
         try:
-            numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-            overrides[key] = type(default)(value) if numeric else value
+            overrides[key] = kind(value) if kind else value
         except ValueError:
-            raise SystemExit(f"--variants: '{item}': {key} takes a {type(default).__name__}") from None
+            raise SystemExit(f"--variants: '{item}': {key} takes a {kind.__name__}") from None
     return overrides
 
 

@@ -25,6 +25,9 @@ def test_variants_become_typed_train_config_overrides(reference):
     assert reference.parse_variant("default") == {}
     assert reference.parse_variant("init=pytorch,precision=fp32,lr=0.002,kl-warmup-epochs=1") == {
         "init": "pytorch", "precision": "fp32", "lr": 0.002, "kl_warmup_epochs": 1.0}
+    # Optional numbers (default None) parse by the field's declared type.
+    assert reference.parse_variant("ema_decay=0.999,grad_clip=2,batch_size=64") == {
+        "ema_decay": 0.999, "grad_clip": 2.0, "batch_size": 64}
     with pytest.raises(SystemExit, match="'colour=red' is not NAME=VALUE"):
         reference.parse_variant("colour=red")
     with pytest.raises(SystemExit, match="'lr=fast': lr takes a float"):

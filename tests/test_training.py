@@ -91,7 +91,7 @@ def test_resume_refuses_to_change_the_recipe(shapes_run):
 
 @pytest.mark.parametrize("field,value", [
     ("beta", -1.0), ("batch_size", 0), ("epochs", 0), ("lr", 0.0), ("latent_dim", 0), ("precision", "fp8"),
-    ("recon", "l1"), ("lr_schedule", "linear"),
+    ("recon", "l1"), ("lr_schedule", "linear"), ("ema_decay", 1.0),
 ])
 def test_invalid_hyper_parameters_are_one_line_config_errors(tmp_path, field, value):
     # The library names the parameter; the CLI turns it into the flag (tests/test_options.py).

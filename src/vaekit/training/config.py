@@ -60,6 +60,10 @@ class TrainConfig:
         "choices": INITS})
     grad_clip: float | None = field(default=None, metadata={
         "help": "clip the gradient norm to this value (default: no clipping)", "metavar": "NORM"})
+    ema_decay: float | None = field(default=None, metadata={
+        "help": "keep an exponential moving average of the weights with this decay per step (0.999 averages "
+                "about the last 1,000 steps); the run evaluates and saves the average (default: off)",
+        "flag": "--ema", "metavar": "DECAY"})
     exclude_classes: list[str] = field(default_factory=list, metadata={
         "help": "leave these classes out of training (anomaly-detection protocol)", "metavar": "CLASS"})
     train_limit: int | None = field(default=None, metadata={
@@ -111,7 +115,8 @@ class TrainConfig:
         """
         self.check_types()
         finite = {name: getattr(self, name) is None or math.isfinite(getattr(self, name))
-                  for name in ("lr", "beta", "kl_warmup_epochs", "gaussian_sigma", "grad_clip", "memory_budget_gb")}
+                  for name in ("lr", "beta", "kl_warmup_epochs", "gaussian_sigma", "grad_clip", "memory_budget_gb",
+                                "ema_decay")}
         for name, ok in finite.items():
             if not ok:
                 raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}", param=name)
@@ -135,6 +140,8 @@ class TrainConfig:
              f"must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'"),
             ("init", self.init in INITS, f"must be one of {', '.join(INITS)}, got '{self.init}'"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, f"must be positive, got {self.grad_clip}"),
+            ("ema_decay", self.ema_decay is None or 0 < self.ema_decay < 1,
+             f"must be between 0 and 1 (exclusive), got {self.ema_decay}"),
             ("exclude_classes", all(c.strip() for c in self.exclude_classes), "must not contain blank class names"),
             ("train_limit", self.train_limit is None or self.train_limit >= 1, f"must be at least 1, got {self.train_limit}"),
             ("test_limit", self.test_limit is None or self.test_limit >= 1, f"must be at least 1, got {self.test_limit}"),

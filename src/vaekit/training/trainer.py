@@ -51,6 +51,7 @@ from vaekit.runtime import (
     resolve_device,
 )
 from vaekit.training import distributed
+from vaekit.training.averaging import average_state, make_average, restore_average
 from vaekit.training.batches import batch_source
 from vaekit.training.callbacks import Callback
 from vaekit.training.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -180,6 +181,7 @@ class Trainer(RankCoordination):
         self.callbacks = [c for c in callbacks if c is not None]
         self.extra_config = extra_config or {}
         self.optimizer = make_optimizer(self.model, config.lr, self.speed.fused)
+        self.average = make_average(self.model, config.ema_decay)  # None unless ema_decay is set
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.order_generator = torch.Generator().manual_seed(config.seed)
         self.compile = self.speed.compile
@@ -223,6 +225,8 @@ class Trainer(RankCoordination):
                     self._set_lr()
                     terms = train_step(self.step_model, self.optimizer, self.scaler, x, self.beta(), self.config,
                                        self.device, self.precision, self._loss_scale(len(x)), self._noise())
+                    if self.average is not None:
+                        self.average.update_parameters(self.model)
                     if len(x):  # a rank's share of a short last batch may be empty (its mean loss is nan)
                         self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(),
                                                   terms.kl.detach()]) * len(x)
@@ -255,7 +259,7 @@ class Trainer(RankCoordination):
         finally:
             self._restore_stop_handlers()
         self._finish()
-        return TrainResult(self.run_dir, self.model, self.metrics)
+        return TrainResult(self.run_dir, self.published_model, self.metrics)
 
     def _start_epoch(self) -> None:
         if self.order is None:  # a fresh epoch; a resumed one already has its order and sums
@@ -295,8 +299,14 @@ class Trainer(RankCoordination):
         self._check_weights()
         return row
 
+    @property
+    def published_model(self) -> torch.nn.Module:
+        """The weights the run evaluates, saves and draws: the moving average under ``ema_decay``, else the trained ones."""
+        return self.model if self.average is None else self.average.module
+
     def _finish(self) -> None:
         self.model.eval()
+        self.published_model.eval()
         self._call("on_train_end")
         self._main(self._write_figures, broadcast_result=False)  # the others wait: no rank leaves early
 
@@ -304,7 +314,7 @@ class Trainer(RankCoordination):
         if is_main_process():
             from vaekit.viz.figures import save_reconstructions, save_samples
 
-            inference = Inference(self.model, self.precision)
+            inference = Inference(self.published_model, self.precision)
             save_reconstructions(inference, self.test_set, self.run_dir / FIGURES[0])
             save_samples(inference, self.run_dir / FIGURES[1], seed=self.config.seed)
             self._save_model({"status": "complete"})
@@ -402,10 +412,16 @@ class Trainer(RankCoordination):
         means = (self.sums / n_train).tolist()
         # Bound evaluation memory for large images (256 28x28 images = 4 at 128x128x3).
         batch = max(1, min(config.eval_batch_size, config.eval_batch_size * 784 // math.prod(self.test_set.image_shape)))
-        inference = Inference(self.model, self.precision, batch_size=batch, channels_last=config.channels_last)
-        recon, kl = inference.elbo_parts(self.test_set.images, config.recon, config.gaussian_sigma,
-                                         seed=config.seed + self.epoch)
-        self.collapse = diagnose_collapse(self.model, self.test_set)
+        def test_parts(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+            inference = Inference(model, self.precision, batch_size=batch, channels_last=config.channels_last)
+            return inference.elbo_parts(self.test_set.images, config.recon, config.gaussian_sigma,
+                                        seed=config.seed + self.epoch)
+
+        recon, kl = test_parts(self.published_model)
+        self.collapse = diagnose_collapse(self.published_model, self.test_set)
+        # Under ema_decay the trained weights are scored too: the row then says what the average gained.
+        online = {} if self.average is None else {"online_test_elbo": round(float(sum(
+            part.mean() for part in test_parts(self.model))), 4)}
         return {
             "epoch": self.epoch + 1,
             "beta": round(self.beta(self.epoch + 1), 6),
@@ -420,6 +436,7 @@ class Trainer(RankCoordination):
             "collapsed": int(self.collapse.collapsed),
             "seconds": round(self.seconds, 2),
             "images_per_s": round(n_train / max(self.seconds, 1e-9), 1),
+            **online,
         }
 
     # ------------------------------------------------------------------ persistence
@@ -432,7 +449,7 @@ class Trainer(RankCoordination):
                                                               "compile": self.compile,
                                                               "speed": self.speed.to_dict(),
                                                               "data_placement": self.batches.placement}}
-        save_model(self.model, self.run_dir, {**record, **extra})
+        save_model(self.published_model, self.run_dir, {**record, **extra})
 
     def _save_checkpoint(self, mid_epoch: bool) -> None:
         # Under torchrun: every rank's RNG state (gathered) and, mid-epoch, the loss sums over all ranks.
@@ -450,6 +467,7 @@ class Trainer(RankCoordination):
         extra = {} if rng_ranks is None else {"world_size": self.world, "rng_ranks": rng_ranks}
         save_checkpoint(self.run_dir, {**extra,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "average": average_state(self.average),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "order_rng": self.order_generator.get_state(),
@@ -462,6 +480,7 @@ class Trainer(RankCoordination):
         """Continue from a checkpoint written by this class (see :meth:`resume`)."""
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        restore_average(self.average, checkpoint.get("average"))
         if self.precision == "fp16" and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.order_generator.set_state(checkpoint["order_rng"])
