@@ -51,6 +51,7 @@ from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
 from vaekit.runtime import resolve_device, stop_on_sigterm
+from vaekit.training.checkpoint import load_checkpoint
 from vaekit.training.config import TrainConfig
 from vaekit.training.series import TrainJob, member_state, train_jobs
 from vaekit.training.trainer import TrainingInterrupted
@@ -132,6 +133,11 @@ def score(folder: Path, test_set: vaekit.ImageDataset, device: torch.device) -> 
     scores = evaluate_model(model, test_set, iw_samples=1, iw_images=1, seed=0)
     history = read_metrics(folder)
     config = read_config(folder)
+    trained = {}
+    if config["train"].get("ema_decay") is not None:  # the saved model is the average: score the trained weights too
+        model.load_state_dict(load_checkpoint(folder)["model"])
+        trained_scores = evaluate_model(model, test_set, iw_samples=1, iw_images=1, seed=0)
+        trained = {"trained_weights_test_elbo": round(trained_scores.elbo, 3)}
     return {
         "run": model_quality._repo_path(folder), "test_elbo": round(scores.elbo, 3), "recon": round(scores.recon, 3),
         "kl": round(scores.kl, 3), "active_units": scores.active_units, "test_images": scores.n_images,
@@ -142,6 +148,7 @@ def score(folder: Path, test_set: vaekit.ImageDataset, device: torch.device) -> 
         "images_per_s": round(statistics.median(float(row["images_per_s"]) for row in history), 1),
         "precision": config["resolved"]["precision"], "trained_on": config["resolved"]["speed"].get("key", "")
         .split("|")[0],
+        **trained,
     }
 
 
@@ -182,6 +189,13 @@ def render_markdown(record: dict[str, Any]) -> str:
         tail = ", ".join(f"{v:.1f}" for v in r["epoch_test_elbo"][-5:])
         lines.append(f"- {r['variant']}, seed {r['seed']} (`{r['run']}`, trained on {r['trained_on'] or '?'}, "
                      f"{r['precision']}): {tail}")
+    averaged = [r for r in rows if "trained_weights_test_elbo" in r]
+    if averaged:
+        lines += ["", "Runs with `ema_decay` save the moving average of their weights; the table scores the average. "
+                      "The trained weights of the same runs, scored the same way:", ""]
+        lines += [f"- {r['variant']}, seed {r['seed']}: average {r['test_elbo']:.2f}, trained weights "
+                  f"{r['trained_weights_test_elbo']:.2f} ({r['test_elbo'] - r['trained_weights_test_elbo']:+.2f})"
+                  for r in averaged]
     lines += ["", f"Command: `{meta['command']}`"]
     return "\n".join(lines) + "\n"
 

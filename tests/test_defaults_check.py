@@ -80,3 +80,16 @@ def test_bad_input_is_one_line(script, checked, fashion_mnist_dir, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "init" in err[0], err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_an_averaging_variant_scores_its_average_and_its_trained_weights(script, checked, fashion_mnist_dir,
+                                                                          tmp_path):
+    tmp, record = checked
+    args = tiny(fashion_mnist_dir, tmp / "runs", tmp_path / "ema.json")
+    args[args.index("default")] = "init=pytorch,ema_decay=0.5"
+    assert script.main(args) == 0
+    ema, plain = json.loads((tmp_path / "ema.json").read_text())["rows"]
+    # Averaging does not change the training: its trained weights are the plain run's, scored alike.
+    assert ema["trained_weights_test_elbo"] == plain["test_elbo"] == record["rows"][1]["test_elbo"]
+    assert ema["test_elbo"] != plain["test_elbo"] and "trained_weights_test_elbo" not in plain
+    assert "init=pytorch,ema_decay=0.5, seed 0: average" in (tmp_path / "ema.md").read_text()
