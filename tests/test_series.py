@@ -117,3 +117,36 @@ def test_family_with_two_jobs_then_ctrl_c_saves_both_and_the_same_command_resume
         config = json.loads((member / "config.json").read_text())
         assert config["status"] == "complete" and config["epochs_done"] == epochs
     assert (out / "family.html").is_file() and (out / "family.json").is_file()
+
+
+def test_thread_share_applies_the_last_count_sent_between_steps():
+    import multiprocessing
+
+    import torch
+
+    from vaekit.training.series import ThreadShare
+
+    before = torch.get_num_threads()
+    receive, send = multiprocessing.Pipe(duplex=False)
+    share = ThreadShare(receive)
+    try:
+        share.on_step_end(None, {})  # nothing sent: nothing changes
+        assert torch.get_num_threads() == before
+        send.send(before + 1)
+        send.send(before + 2)
+        share.on_step_end(None, {})
+        assert torch.get_num_threads() == before + 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_when_a_job_ends_with_nothing_left_to_start_the_running_one_gets_its_cores(tmp_path):
+    from vaekit.runs.run import read_metrics
+
+    short = TrainJob(TrainConfig(**TINY), tmp_path / "short")
+    long = TrainJob(TrainConfig(**{**TINY, "epochs": 12, "train_limit": 512}), tmp_path / "long")
+    train_jobs([long, short], workers=2, progress=False)
+    threads = [int(row["threads"]) for row in read_metrics(tmp_path / "long")]
+    # Both start with half the cores; the long one ends with all of them (on a 1-core machine both are 1).
+    assert min(threads) >= threads_per_job(2) and threads[-1] == threads_per_job(1)
+    assert [int(row["threads"]) for row in read_metrics(tmp_path / "short")] == [threads_per_job(2)]

@@ -19,7 +19,11 @@ parallel; ``train_family``, ``run_anomaly_protocol`` and
 ``benchmarks/model_quality.py`` take its ``jobs`` setting.
 
 Each job runs in a fresh (spawned) process, with ``cores // jobs`` threads
-on the CPU; on a GPU the processes share the device. Ctrl-C reaches this
+on the CPU; on a GPU the processes share the device. Once no job is left to
+start, the cores of each job that ends go to those still running: the parent
+sends each the new share through a pipe and the job applies it at its next
+step (:class:`ThreadShare`), so the last job of a series does not train on
+one thread beside an idle core. Ctrl-C reaches this
 process only: it passes one interrupt to every running job, waits for each to
 save its checkpoint, and raises :class:`~vaekit.training.trainer.TrainingInterrupted`,
 so that the same call resumes.
@@ -45,6 +49,7 @@ from vaekit.models.pretrained import CONFIG_FILE, read_config
 from vaekit.runs.run import CHECKPOINT_FILE
 from vaekit.training import distributed
 from vaekit.training.api import train
+from vaekit.training.callbacks import Callback
 from vaekit.training.config import TrainConfig
 from vaekit.training.trainer import TrainingInterrupted
 
@@ -157,14 +162,32 @@ def threads_per_job(jobs: int) -> int:
     return max(1, cores // jobs)
 
 
-def run_job(job: TrainJob, progress: bool = True) -> float:
+def run_job(job: TrainJob, progress: bool = True, callbacks: Sequence[Callback] = ()) -> float:
     """Train one job in this process; return its wall-clock seconds."""
     started = time.perf_counter()
     if job.resume:
-        train(out=job.run_dir, resume=True, progress=progress, **job.config.to_dict())
+        train(out=job.run_dir, resume=True, progress=progress, callbacks=callbacks, **job.config.to_dict())
     else:
-        train(job.config, out=job.run_dir, progress=progress)
+        train(job.config, out=job.run_dir, progress=progress, callbacks=callbacks)
     return time.perf_counter() - started
+
+
+class ThreadShare(Callback):
+    """Applies the CPU thread counts the parent sends through ``control``, between two steps.
+
+    Checking costs one ``poll`` (a system call of a few microseconds) per step.
+    """
+
+    def __init__(self, control: Connection) -> None:
+        self.control = control
+
+    def on_step_end(self, trainer: Any, terms: dict[str, float]) -> None:
+        while self.control.poll():
+            torch.set_num_threads(self.control.recv())
+
+    @property
+    def needs_terms(self) -> bool:
+        return False
 
 
 def train_jobs(jobs: Sequence[TrainJob], workers: int = 1, progress: bool = True,
@@ -219,6 +242,7 @@ class _Pool:
         self.threads = threads_per_job(workers)
         self.context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
         self.running: dict[Connection, tuple[int, Any]] = {}  # pipe -> (job index, process)
+        self.controls: dict[Connection, Connection] = {}  # result pipe -> the pipe that sends the job its threads
 
     def run(self, jobs: list[TrainJob]) -> list[float]:
         seconds: list[float | None] = [None] * len(jobs)
@@ -231,6 +255,8 @@ class _Pool:
                     next_job += 1
                 if failure is not None and not self.running:
                     break
+                if next_job == len(jobs):
+                    self._share_cores()
                 for pipe in wait(list(self.running), timeout=_POLL_SECONDS):
                     index, outcome = self._collect(pipe)
                     if isinstance(outcome, BaseException):
@@ -251,13 +277,29 @@ class _Pool:
 
     def _start(self, index: int, job: TrainJob) -> None:
         receive, send = self.context.Pipe(duplex=False)
-        process = self.context.Process(target=_job_process, args=(job, self.threads, send), daemon=False)
+        control_receive, control = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_job_process, args=(job, self.threads, send, control_receive),
+                                       daemon=False)
         process.start()
         send.close()
+        control_receive.close()
         self.running[receive] = (index, process)
+        self.controls[receive] = control
+
+    def _share_cores(self) -> None:
+        """Give the running jobs the cores of those that ended (nothing is left to start)."""
+        share = threads_per_job(len(self.running)) if self.running else self.threads
+        if share > self.threads:
+            for control in self.controls.values():
+                try:
+                    control.send(share)
+                except OSError:  # the job just ended; its result is waiting to be collected
+                    pass
+            self.threads = share
 
     def _collect(self, pipe: Connection) -> tuple[int, Any]:
         index, process = self.running.pop(pipe)
+        self.controls.pop(pipe).close()
         try:
             outcome = pipe.recv()
         except EOFError:  # the process died without a word (killed, out of memory)
@@ -286,13 +328,13 @@ class _Pool:
                 self._collect(pipe)
 
 
-def _job_process(job: TrainJob, threads: int, send: Connection) -> None:
-    """Body of a job's process: train, then send back its seconds or its error."""
+def _job_process(job: TrainJob, threads: int, send: Connection, control: Connection) -> None:
+    """Body of a job's process: train (taking the thread counts ``control`` sends), then send back the outcome."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the parent alone, which passes on exactly one
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored (a background job)
     torch.set_num_threads(threads)
     try:
-        outcome: Any = run_job(job, progress=False)
+        outcome: Any = run_job(job, progress=False, callbacks=[ThreadShare(control)])
     except BaseException as error:  # noqa: BLE001 (every outcome goes back to the parent)
         outcome = _picklable(error)
     send.send(outcome)

@@ -436,6 +436,7 @@ class Trainer(RankCoordination):
             "collapsed": int(self.collapse.collapsed),
             "seconds": round(self.seconds, 2),
             "images_per_s": round(n_train / max(self.seconds, 1e-9), 1),
+            "threads": torch.get_num_threads(),  # CPU threads at the epoch's end (a series may raise them)
             **online,
         }
 
