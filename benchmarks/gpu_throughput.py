@@ -137,7 +137,7 @@ def time_training(arch: str, batch_size: int, precision: str, compile_mode: str,
     """Steady-state img/s of the trainer's step (resident uint8 batches, index_select, Adam fused or not)."""
     from vaekit.models import build_model, to_channels_last
     from vaekit.training.config import TrainConfig
-    from vaekit.training.trainer import prepare_images, train_step
+    from vaekit.training.step import prepare_images, train_step
     from vaekit.training.tuning import compile_model, make_optimizer
 
     free_memory(device)

@@ -60,7 +60,7 @@ def measure_torch(arch: str, batch_size: int, steps: int, precision: str, device
     from vaekit.models import build_model, count_parameters, to_channels_last
     from vaekit.runtime import resolve_device
     from vaekit.training.config import TrainConfig
-    from vaekit.training.trainer import prepare_images, train_step
+    from vaekit.training.step import prepare_images, train_step
     from vaekit.training.tuning import choose_speed, compile_model, make_optimizer
 
     torch.manual_seed(0)

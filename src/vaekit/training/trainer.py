@@ -42,16 +42,14 @@ from vaekit.analysis.limits import NonFiniteResultError, check_finite
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import VaekitError
 from vaekit.files import read_json, write_json
-from vaekit.models.losses import LossTerms, vae_loss
 from vaekit.models.pretrained import save_model
 from vaekit.models.vae import to_channels_last
 from vaekit.runtime import (
-    autocast_context,
     is_main_process,
     resolve_device,
 )
 from vaekit.training import distributed
-from vaekit.training.averaging import average_state, make_average, restore_average
+from vaekit.training.averaging import make_average
 from vaekit.training.batches import batch_source
 from vaekit.training.callbacks import Callback
 from vaekit.training.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -59,6 +57,7 @@ from vaekit.training.config import TrainConfig
 from vaekit.training.coordination import RankCoordination
 from vaekit.training.diagnostics import CollapseReport, diagnose_collapse
 from vaekit.training.schedule import scheduled_lr
+from vaekit.training.step import prepare_images, train_step
 from vaekit.training.tuning import (
     choose_speed_on_all_ranks,
     compile_model,
@@ -102,39 +101,6 @@ class TrainingDiverged(VaekitError):
     def __reduce__(self) -> tuple[Any, ...]:
         # Picklable, so the rank that found the divergence can hand the error to the others.
         return (type(self), (self.args[0], self.run_dir, self.epoch, self.step))
-
-
-def prepare_images(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` -> float32 in [0, 1], in the layout the model uses."""
-    images = batch.float().div_(255.0)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-def train_step(model, optimizer, scaler, x: torch.Tensor, beta: float, config: TrainConfig,
-               device: torch.device, precision: str, loss_scale: float = 1.0,
-               noise: torch.Tensor | None = None) -> LossTerms:
-    """One optimiser step on batch ``x``; returns the :class:`~vaekit.models.losses.LossTerms`.
-
-    ``loss_scale`` multiplies the loss that is differentiated (not the terms
-    returned): under DDP, which averages gradients over ranks, a rank's mean
-    loss times ``local_n * world / global_n`` makes that average the gradient
-    of the global batch's mean loss. ``noise`` is the reparameterisation
-    noise (default: drawn by the model).
-    """
-    with autocast_context(device, precision):
-        output = model(x) if noise is None else model(x, noise=noise)
-    # The loss is computed in float32 whatever the autocast precision.
-    terms = vae_loss(output.logits, x, output.z_mean, output.z_log_var, beta, config.recon, config.gaussian_sigma)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(terms.loss if loss_scale == 1.0 else terms.loss * loss_scale).backward()
-    if config.grad_clip:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    return terms
 
 
 class Trainer(RankCoordination):
@@ -226,7 +192,7 @@ class Trainer(RankCoordination):
                     terms = train_step(self.step_model, self.optimizer, self.scaler, x, self.beta(), self.config,
                                        self.device, self.precision, self._loss_scale(len(x)), self._noise())
                     if self.average is not None:
-                        self.average.update_parameters(self.model)
+                        self.average.update(self.model)
                     if len(x):  # a rank's share of a short last batch may be empty (its mean loss is nan)
                         self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(),
                                                   terms.kl.detach()]) * len(x)
@@ -468,7 +434,7 @@ class Trainer(RankCoordination):
         extra = {} if rng_ranks is None else {"world_size": self.world, "rng_ranks": rng_ranks}
         save_checkpoint(self.run_dir, {**extra,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "average": average_state(self.average),
+            "average": None if self.average is None else self.average.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "order_rng": self.order_generator.get_state(),
@@ -481,7 +447,8 @@ class Trainer(RankCoordination):
         """Continue from a checkpoint written by this class (see :meth:`resume`)."""
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        restore_average(self.average, checkpoint.get("average"))
+        if self.average is not None and checkpoint.get("average") is not None:
+            self.average.load_state_dict(checkpoint["average"])
         if self.precision == "fp16" and checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.order_generator.set_state(checkpoint["order_rng"])

@@ -35,9 +35,10 @@ import torch
 from vaekit.data.cache import cache_root
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.files import read_json, write_json
-from vaekit.models.losses import vae_loss
 from vaekit.models.vae import to_channels_last
-from vaekit.runtime import autocast_context, resolve_precision
+from vaekit.runtime import resolve_precision
+from vaekit.training.config import TrainConfig
+from vaekit.training.step import train_step
 
 #: Timed steps per candidate and round (best of ROUNDS rounds), after WARMUP_STEPS untimed ones.
 MEASURE_STEPS = 3
@@ -218,13 +219,10 @@ def _trial_step(model: torch.nn.Module, device: torch.device, batch_size: int, r
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
 
+    scaler, settings = torch.amp.GradScaler(device.type, enabled=False), TrainConfig()
+
     def step() -> None:
-        with autocast_context(device, precision):
-            output = step_model(images)
-        loss = vae_loss(output.logits, images, output.z_mean, output.z_log_var, 1.0).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(step_model, optimizer, scaler, images, 1.0, settings, device, precision)
 
     return step
 
