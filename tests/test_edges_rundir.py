@@ -363,6 +363,9 @@ def test_sound_metrics_parse(run_dir):
     assert [parse_metrics_row(r) for r in rows][1] == {"epoch": 2, "beta": 1.0, "test_elbo": 290.0,
                                                        "test_recon": 271.0, "test_kl": 19.0, "active_units": 3}
     assert Run.open(run_dir, device="cpu", precision="fp32").metrics[0]["test_kl"] == 20.5
+    # An optional column may have empty cells (added when a newer vaekit resumed the run); required ones not.
+    (run_dir / "metrics.csv").write_text("\n".join([HEADER, "1,1.0,300.5,280.0,20.5,", GOOD[2]]) + "\n")
+    assert Run.open(run_dir, device="cpu", precision="fp32").metrics[0]["active_units"] is None
     (run_dir / "metrics.csv").write_text("")
     assert read_metrics(run_dir) == []
 

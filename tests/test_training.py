@@ -196,3 +196,22 @@ def test_a_cosine_run_refuses_to_change_its_length_on_resume(tmp_path):
         train(out=tmp_path / "run", resume=True, progress=False, epochs=2)
     assert "\n" not in str(error.value)
     assert [int(r["epoch"]) for r in read_metrics(tmp_path / "run")] == [1]
+
+
+def test_a_run_whose_metrics_lack_a_newer_column_resumes_and_keeps_its_rows(tmp_path):
+    import csv
+
+    run = tmp_path / "run"
+    train(TrainConfig(**{**QUICK, "epochs": 1}), out=run, progress=False)
+    # As an older vaekit wrote it: without the threads column.
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    old_columns = [c for c in rows[0] if c != "threads"]
+    with (run / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    train(out=run, resume=True, progress=False, epochs=2)
+    resumed = read_metrics(run)
+    assert [r["epoch"] for r in resumed] == ["1", "2"] and resumed[0]["test_elbo"] == rows[0]["test_elbo"]
+    assert resumed[0]["threads"] == "" and int(resumed[1]["threads"]) >= 1
+    assert vaekit.Run.open(run).metrics[0]["threads"] is None

@@ -58,10 +58,17 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` as a CSV file, atomically.
+
+    The columns are every key of every row, in order of first appearance: a
+    run resumed by a newer vaekit appends rows with new columns, and the
+    older rows leave those cells empty.
+    """
     rows = list(rows)
     buffer = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())

@@ -94,6 +94,8 @@ def parse_metrics_row(row: dict[str, str], path: str | os.PathLike = METRICS_FIL
 
     Raises :class:`RunDirError` naming ``path``, the row ``number`` and the
     column unless every cell is a finite number (``epoch`` a positive integer).
+    A cell outside :data:`METRICS_COLUMNS` may be empty (a column that a newer
+    vaekit added when it resumed the run): it reads as ``None``.
     """
     where = f"{path}: row {number}" if number is not None else f"{path}: a row"
     if None in row:
@@ -103,6 +105,9 @@ def parse_metrics_row(row: dict[str, str], path: str | os.PathLike = METRICS_FIL
         if value is None:
             raise RunDirError(f"{where}, column {key}: missing cell")
         text = value.strip()
+        if not text and key not in METRICS_COLUMNS:
+            parsed[key] = None
+            continue
         try:
             number_ = int(text) if text.lstrip("+-").isdigit() else float(text)
         except ValueError:
