@@ -1,5 +1,6 @@
 """Tampered run directories and absurd settings: each ends in one clear line naming the file and field."""
 
+import dataclasses
 import io
 import json
 import math
@@ -440,6 +441,15 @@ def test_absurd_settings_are_one_line_naming_the_field(name, value, needle):
         TrainConfig(**{name: value}).validate()
     assert error.value.param == name
     assert _one_line(error.value, needle).startswith(f"{name} ")
+
+
+def test_settings_saved_before_a_field_existed_read_as_the_behaviour_of_that_time():
+    from vaekit.training.config import SETTINGS_BEFORE_THEY_EXISTED
+
+    old = TrainConfig.from_dict({"epochs": 3})
+    assert old.ema_decay is None and old.lr_schedule == "constant" and old.epochs == 3
+    assert set(SETTINGS_BEFORE_THEY_EXISTED) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    assert TrainConfig.from_dict({"ema_decay": 0.99, "lr_schedule": "cosine"}).ema_decay == 0.99
 
 
 def test_sound_settings_pass_and_from_dict_checks_types():

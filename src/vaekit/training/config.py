@@ -176,17 +176,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Settings from ``config["train"]``; unknown keys are ignored, wrong types refused (one field named)."""
+        """Settings from ``config["train"]``; unknown keys are ignored, wrong types refused (one field named).
+
+        A field missing from ``data`` takes its default, except the fields in
+        :data:`SETTINGS_BEFORE_THEY_EXISTED`: a run saved before one of them
+        existed trained the way vaekit did then, whatever the default is now.
+        """
         if not isinstance(data, dict):
             raise ConfigError(f"train must be an object of settings, got {type(data).__name__}", param="train")
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         if isinstance(data.get("compile"), bool):  # runs saved before compile had modes
             data["compile"] = "on" if data["compile"] else "off"
+        # Fields added since: a run saved without them trained without them, whatever today's default is.
+        data = {**SETTINGS_BEFORE_THEY_EXISTED, **data}
         config = cls(**data)
         config.check_types()
         return config
 
+
+#: What a run saved before a field existed trained with (the behaviour of the time, not today's default).
+SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"lr_schedule": "constant", "ema_decay": None}
 
 #: Most epochs, and most images per batch (training or evaluation), a run may ask for.
 MAX_EPOCHS = 10**6
