@@ -105,6 +105,12 @@ def test_collapse_sweep_json_grows_seed_by_seed():
     merged = sweep.merge_rows(first, later)
     assert [(r["init"], r["seed"]) for r in merged] == [("keras", 5), ("pytorch", 0), ("pytorch", 1)]
     assert merged[2]["test_elbo"] == 1.0 and merged[1]["test_elbo"] == 270.0  # same key: the new row wins
+    # A batch size of its own is another row; rows written before --batch-size count as batch 128.
+    batch64 = [{"init": "pytorch", "batch_size": 64, "seed": 1, "epoch": 1, "test_elbo": 3.0}]
+    both = sweep.merge_rows(merged, batch64 + [{"init": "pytorch", "batch_size": 128, "seed": 1, "epoch": 1,
+                                                "test_elbo": 4.0}])
+    assert [(r["init"], r.get("batch_size"), r["seed"], r["test_elbo"]) for r in both] == [
+        ("keras", None, 5, 2.0), ("pytorch", 64, 1, 3.0), ("pytorch", None, 0, 270.0), ("pytorch", 128, 1, 4.0)]
 
 
 def test_collapse_sweep_refuses_a_foreign_json_in_one_line(tmp_path):
