@@ -85,3 +85,22 @@ def test_the_ema_option_refuses_a_decay_outside_zero_to_one(tmp_path, capsys, va
     error = capsys.readouterr().err.strip()
     assert "--ema" in error and "\n" not in error
     assert not out.exists()
+
+
+def test_a_checkpoint_with_a_broken_average_is_refused_in_one_line(tmp_path, ema_runs):
+    import shutil
+
+    from vaekit.errors import RunDirError
+
+    averaged, _, _ = ema_runs
+    run = tmp_path / "run"
+    shutil.copytree(averaged.run_dir, run)
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    name = next(iter(checkpoint["average"]["weights"]))
+    checkpoint["average"]["weights"][name] = torch.zeros(3)
+    torch.save(checkpoint, run / "checkpoint.pt")
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RunDirError, match=f"checkpoint.pt: average.weights.*{name}") as error:
+        train(out=run, resume=True, progress=False, epochs=3)
+    assert "\n" not in str(error.value)
+    assert (run / "model.safetensors").read_bytes() == before

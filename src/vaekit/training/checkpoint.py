@@ -94,6 +94,7 @@ def validate_checkpoint(payload: Any, path: Path, model: torch.nn.Module | None 
     if missing:
         raise bad(f"not a vaekit checkpoint (missing {', '.join(missing)})")
     _check_model_state(payload["model"], model, bad)
+    _check_average(payload.get("average"), model, bad)
     _check_optimizer(payload["optimizer"], model, bad)
     if payload.get("scaler") is not None and not isinstance(payload["scaler"], dict):
         raise bad(f"scaler must be a mapping, got {type(payload['scaler']).__name__}")
@@ -137,18 +138,27 @@ def check_world_size(payload: dict[str, Any], path: Path, world: int) -> None:
                           f"and --nnodes)")
 
 
-def _check_model_state(state: Any, model: torch.nn.Module | None, bad: Any) -> None:
+def _check_model_state(state: Any, model: torch.nn.Module | None, bad: Any, what: str = "model") -> None:
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise bad("model must be a mapping of tensor names to tensors")
+        raise bad(f"{what} must be a mapping of tensor names to tensors")
     if model is not None:
         try:
-            check_state(model, state, "model")
+            check_state(model, state, what)
         except RunDirError as error:
             raise bad(str(error)) from None
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise bad(f"model: {name} holds NaN or infinite values")
+            raise bad(f"{what}: {name} holds NaN or infinite values")
+
+
+def _check_average(state: Any, model: torch.nn.Module | None, bad: Any) -> None:
+    """The moving average of the weights (``ema_decay``): absent, or weights like the model's and a count."""
+    if state is None:
+        return
+    if not isinstance(state, dict) or type(state.get("updates")) is not int or state["updates"] < 0:
+        raise bad("average must be a mapping with 'weights' and a non-negative integer 'updates'")
+    _check_model_state(state.get("weights"), model, bad, "average.weights")
 
 
 def _check_optimizer(state: Any, model: torch.nn.Module | None, bad: Any) -> None:
