@@ -2,9 +2,11 @@
 
 The defaults are the full protocol (issue "Research-grade results", item 1):
 latent 2, 8, 32 x beta 1, 2, 3, 5 x seeds 0, 1, 2, 30 epochs on all 60,000
-training images with the project's defaults (``vaekit.TrainConfig``: Adam 1e-3,
-batch 128, the Bernoulli likelihood of the seed model). Each run is measured in
-fp32 on the test split:
+training images with the project's training defaults (``vaekit.TrainConfig``,
+the Bernoulli likelihood of the seed model); ``--train-settings
+init=vaekit,batch_size=128`` changes fields of every run, and ``results.md``
+states the recipe it was made with. Each run is measured in fp32 on the test
+split:
 
 * -ELBO, reconstruction and KL over all test images; the IWAE bound with
   ``--iw-samples`` K (default 5000) on ``--iw-images`` of them (default all)
@@ -55,9 +57,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality_report
+from pythae_reference import parse_variant
 
 import vaekit
 from vaekit.analysis import anomaly, bounds, embedding
+from vaekit.errors import VaekitError
 from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
@@ -70,7 +74,9 @@ from vaekit.training.tuning import machine_name
 REPO = Path(__file__).resolve().parents[1]
 # Training settings a reused run must share with the cell (latent_dim is compared at the config's top level).
 MATCHED_TRAIN_KEYS = ("beta", "epochs", "seed", "lr", "lr_schedule", "batch_size", "recon", "init", "train_limit",
-                      "kl_warmup_epochs", "grad_clip")
+                      "kl_warmup_epochs", "grad_clip", "ema_decay")
+# The training settings results.md states (meta["train_settings"]).
+RECIPE_KEYS = ("lr", "batch_size", "init", "lr_schedule", "ema_decay")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,6 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="with --holdout: score only the first N test images for AUROC (default: all)")
     parser.add_argument("--probe-train", type=int, default=10000, help="training images the probes are fitted on")
     parser.add_argument("-k", type=int, default=10, help="neighbours of the k-NN probe")
+    parser.add_argument("--train-settings", default=None, metavar="NAME=VALUE[,NAME=VALUE]",
+                        help="TrainConfig fields that differ from vaekit's defaults for every run, "
+                             "e.g. init=vaekit,batch_size=128,ema_decay=none (default: the defaults)")
     parser.add_argument("--train-limit", type=int, default=None,
                         help="train on the first N images only (quick checks of the script, not for the table)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "model-quality", help="where runs are kept")
@@ -106,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="rewrite results.md and the figure from the results.json already there")
     args = parser.parse_args(argv)
     args.iw_images = None if args.iw_images == "all" else int(args.iw_images)
+    args.train_overrides = parse_variant(args.train_settings, "--train-settings") if args.train_settings else {}
     args.grid = [_cell(text) for text in args.cells] if args.cells else \
         [(latent, beta) for latent in args.latent_dims for beta in args.betas]
     return args
@@ -134,6 +144,8 @@ def command_line(args: argparse.Namespace) -> str:
     if args.holdout:
         parts += ["--holdout", args.holdout, "--anomaly-iw-samples", str(args.anomaly_iw_samples)]
         parts += ["--anomaly-limit", str(args.anomaly_limit)] if args.anomaly_limit is not None else []
+    if args.train_settings:
+        parts += ["--train-settings", args.train_settings]
     if args.train_limit is not None:
         parts += ["--train-limit", str(args.train_limit)]
     if args.reuse:
@@ -147,10 +159,16 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def cell_config(args: argparse.Namespace, latent: int, beta: float, seed: int) -> TrainConfig:
-    return TrainConfig(device=args.device, latent_dim=latent, beta=beta, epochs=args.epochs, seed=seed,
-                       data_dir=args.data_dir, exclude_classes=[args.holdout] if args.holdout else [],
-                       train_limit=args.train_limit,
-                       test_limit=2000)  # only the per-epoch metrics.csv; the table uses the whole test split
+    config = TrainConfig(device=args.device, latent_dim=latent, beta=beta, epochs=args.epochs, seed=seed,
+                         data_dir=args.data_dir, exclude_classes=[args.holdout] if args.holdout else [],
+                         train_limit=args.train_limit,
+                         test_limit=2000)  # only the per-epoch metrics.csv; the table uses the whole test split
+    try:
+        config = TrainConfig.from_dict({**config.to_dict(), **args.train_overrides})
+        config.validate()
+    except VaekitError as error:
+        raise SystemExit(f"model_quality: error: --train-settings: {error}") from None
+    return config
 
 
 def run_matches(saved: dict[str, Any], config: TrainConfig) -> bool:
@@ -333,7 +351,14 @@ def build_meta(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset], r
         "wall_minutes": round((time.perf_counter() - started) / 60, 2),
         "train_seconds": {row["run"]: row["train_loop_seconds"] for row in rows},
         "keras_anchor": quality_report.keras_anchor(REPO / "benchmarks" / "results"),
+        "train_settings": train_settings(args),
     }
+
+
+def train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe every run of the grid is trained with, as results.md states it."""
+    config = cell_config(args, *args.grid[0], args.seeds[0])
+    return {**{key: getattr(config, key) for key in RECIPE_KEYS}, "overrides": args.train_settings}
 
 
 def run_grid(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset]) -> list[dict[str, Any]]:

@@ -59,8 +59,11 @@ DEFAULT_PYTHAE_PYTHON = ROOT / ".venv-pythae" / "bin" / "python"
 ARCH = "fashion28"
 
 
-def parse_variant(text: str) -> dict[str, Any]:
-    """``"default"`` -> ``{}``; ``"init=pytorch,precision=fp32"`` -> typed TrainConfig overrides."""
+def parse_variant(text: str, option: str = "--variants") -> dict[str, Any]:
+    """``"default"`` -> ``{}``; ``"init=pytorch,precision=fp32"`` -> typed TrainConfig overrides.
+
+    ``none`` sets an optional field (``ema_decay=none``, ``grad_clip=none``) to ``None``.
+    """
     from vaekit import TrainConfig
 
     if text == "default":
@@ -71,13 +74,17 @@ def parse_variant(text: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in known:
-            raise SystemExit(f"--variants: '{item}' is not NAME=VALUE with NAME a TrainConfig field")
+            raise SystemExit(f"{option}: '{item}' is not NAME=VALUE with NAME a TrainConfig field")
         # The field's declared type, so that optional numbers (ema_decay: float | None) parse too.
-        kind = next((k for k in (int, float) if str(known[key].type).startswith(k.__name__)), None)
+        declared = str(known[key].type)
+        kind = next((k for k in (int, float) if declared.startswith(k.__name__)), None)
+        if value.lower() == "none" and declared.endswith("| None"):  # switch an optional setting off: ema_decay=none
+            overrides[key] = None
+            continue
         try:
             overrides[key] = kind(value) if kind else value
         except ValueError:
-            raise SystemExit(f"--variants: '{item}': {key} takes a {kind.__name__}") from None
+            raise SystemExit(f"{option}: '{item}': {key} takes a number ({kind.__name__})") from None
     return overrides
 
 

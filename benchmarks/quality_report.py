@@ -37,6 +37,24 @@ KERAS_ANCHOR = {
 }
 
 
+# The recipe of a results.json written before meta["train_settings"] existed: its runs' config.json files
+# record these settings, which were vaekit's training defaults when they were trained.
+RECIPE_OF_OLDER_RESULTS = {"lr": 1e-3, "batch_size": 128, "init": "vaekit", "lr_schedule": "constant",
+                           "ema_decay": None, "overrides": "init=vaekit,batch_size=128,ema_decay=none"}
+
+
+def recipe(meta: dict[str, Any]) -> dict[str, Any]:
+    """The training settings of the grid's runs (``--train-settings`` on top of the defaults of their time)."""
+    return meta.get("train_settings") or RECIPE_OF_OLDER_RESULTS
+
+
+def recipe_text(settings: dict[str, Any]) -> str:
+    """``Adam, lr 0.001, batch 64, `pytorch` init, constant rate, weights averaged (EMA 0.999)``."""
+    averaging = f"weights averaged (EMA {settings['ema_decay']:g})" if settings["ema_decay"] else "no weight averaging"
+    return (f"Adam, lr {settings['lr']:g}, batch {settings['batch_size']}, `{settings['init']}` init, "
+            f"{settings['lr_schedule']} learning rate, {averaging}")
+
+
 def keras_anchor(results_dir: Path) -> dict[str, Any]:
     """The anchor: a measured Keras -ELBO from ``benchmarks/results/keras_reference*.json`` if any, else the report's."""
     for path in sorted(results_dir.glob("keras_reference*.json")):
@@ -99,12 +117,18 @@ def how_made(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     held = (f"the {meta['train_images']:,} training images of the classes other than **{meta['holdout']}** "
             "(held out for the anomaly AUROC)") if meta["holdout"] else f"**{meta['train_images']:,} training images**"
     reused = sum(1 for r in rows if r["reused_run"])
+    settings = recipe(meta)
+    whose = ("vaekit's training defaults" if not settings.get("overrides") else
+             f"vaekit's defaults with `--train-settings {settings['overrides']}`")
+    if "train_settings" not in meta:
+        whose = (f"the settings its runs were trained with, vaekit's defaults at the time (today: add "
+                 f"`--train-settings {settings['overrides']}` to the command to train the same runs)")
     return [
         "## How these numbers were made", "", "```", meta["command"], "```", "",
         "(plus `--data-dir DIR` where Fashion-MNIST is not in vaekit's search path; `--render-only` rewrites this "
         "page and the figure from `results.json`)", "",
-        f"* **Model and training**: `fashion28`, the project's training defaults (Adam, lr 1e-3, batch 128, "
-        f"`vaekit` init, Bernoulli likelihood = the seed's binary cross-entropy), **{_plural(meta['epochs'], 'epoch')}** "
+        f"* **Model and training**: `fashion28`, {whose}: {recipe_text(settings)}, Bernoulli likelihood = the "
+        f"seed's binary cross-entropy; **{_plural(meta['epochs'], 'epoch')}** "
         f"on {held}; seeds {', '.join(map(str, meta['seeds']))}. {reused} of {len(rows)} runs were reused "
         "(finished runs with exactly these settings)" + (
             "; they were trained earlier, possibly on a shared machine, and each run's `config.json` records "
@@ -170,7 +194,7 @@ def anchor_section(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
         f"| Adam {anchor['lr']:g}, batch {anchor['batch_size']} | {anchor['test_elbo']:.2f} "
         f"| {anchor['collapsed_seeds']} of {anchor['seeds']} |",
         f"| vaekit fashion28 (latent {anchor['latent_dim']}, beta {anchor['beta']:g}) | {meta['epochs']} "
-        f"| {meta['train_images']:,} | Adam 0.001, batch 128 | {ours} | {collapsed} of {len(group)} |",
+        f"| {meta['train_images']:,} | Adam {recipe(meta)['lr']:g}, batch {recipe(meta)['batch_size']} | {ours} | {collapsed} of {len(group)} |",
         "",
         "Same settings as the anchor." if settings_match else
         "**Not comparable yet**: the vaekit row did not train with the anchor's settings (epochs or training "

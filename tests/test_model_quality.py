@@ -98,7 +98,8 @@ def test_reuse_finds_only_an_exactly_matching_run(model_quality, tiny_grid, tmp_
     config = model_quality.cell_config(args, 2, 1.0, 0)
     assert model_quality.find_reusable(args.reuse, config) == store / "member"
     for key, value in (("beta", 2.0), ("seed", 1), ("epochs", 30), ("train_limit", None), ("latent_dim", 8),
-                       ("exclude_classes", ["Bag"]), ("lr", 3e-4), ("lr_schedule", "cosine")):
+                       ("exclude_classes", ["Bag"]), ("lr", 3e-4), ("lr_schedule", "cosine"), ("ema_decay", 0.99),
+                       ("init", "keras")):
         other = model_quality.cell_config(args, 2, 1.0, 0)
         setattr(other, key, value)
         assert model_quality.find_reusable(args.reuse, other) is None, key
@@ -141,3 +142,34 @@ def test_the_published_results_page_is_rendered_from_its_json(model_quality, tmp
     shutil.copy(docs / "results.json", tmp_path / "results.json")
     model_quality.render(tmp_path)
     assert (tmp_path / "results.md").read_text() == (docs / "results.md").read_text()
+
+
+def test_train_settings_pin_the_recipe_and_the_page_states_it(model_quality, tiny_grid, tmp_path):
+    pinned = "init=keras,batch_size=32,ema_decay=0.99"
+    args = model_quality.parse_args(["--epochs", "1", "--train-settings", pinned])
+    config = model_quality.cell_config(args, 8, 2.0, 1)
+    assert (config.init, config.batch_size, config.ema_decay, config.latent_dim, config.beta) == \
+        ("keras", 32, 0.99, 8, 2.0)
+    assert f"--train-settings {pinned}" in model_quality.command_line(args)
+    assert model_quality.train_settings(args) == {"lr": config.lr, "batch_size": 32, "init": "keras",
+                                                   "lr_schedule": config.lr_schedule, "ema_decay": 0.99,
+                                                   "overrides": pinned}
+    # The tiny grid ran with the defaults, and its page says which they were.
+    data = json.loads((tiny_grid / "results.json").read_text())
+    defaults = model_quality.train_settings(model_quality.parse_args([]))
+    assert data["meta"]["train_settings"] == defaults
+    assert f"vaekit's training defaults: Adam, lr {defaults['lr']:g}, batch {defaults['batch_size']}" in \
+        (tiny_grid / "results.md").read_text()
+    data["meta"]["train_settings"] = model_quality.train_settings(args)
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    model_quality.render(tmp_path)
+    page = (tmp_path / "results.md").read_text()
+    assert f"defaults with `--train-settings {pinned}`: Adam, lr 0.001, batch 32, `keras` init" in page
+    assert "weights averaged (EMA 0.99)" in page and "| Adam 0.001, batch 32 |" in page
+
+
+def test_a_bad_train_setting_is_one_line_naming_the_option(model_quality):
+    with pytest.raises(SystemExit, match="--train-settings: .*batch_size.*at least 1"):
+        model_quality.cell_config(model_quality.parse_args(["--train-settings", "batch_size=0"]), 2, 1.0, 0)
+    with pytest.raises(SystemExit, match="^--train-settings: 'colour=red' is not NAME=VALUE"):
+        model_quality.parse_args(["--train-settings", "colour=red"])

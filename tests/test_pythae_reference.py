@@ -28,9 +28,13 @@ def test_variants_become_typed_train_config_overrides(reference):
     # Optional numbers (default None) parse by the field's declared type.
     assert reference.parse_variant("ema_decay=0.999,grad_clip=2,batch_size=64") == {
         "ema_decay": 0.999, "grad_clip": 2.0, "batch_size": 64}
+    # 'none' switches an optional setting off, and only an optional one.
+    assert reference.parse_variant("ema_decay=none,init=vaekit") == {"ema_decay": None, "init": "vaekit"}
+    with pytest.raises(SystemExit, match=r"'batch_size=none': batch_size takes a number \(int\)"):
+        reference.parse_variant("batch_size=none")
     with pytest.raises(SystemExit, match="'colour=red' is not NAME=VALUE"):
         reference.parse_variant("colour=red")
-    with pytest.raises(SystemExit, match="'lr=fast': lr takes a float"):
+    with pytest.raises(SystemExit, match=r"'lr=fast': lr takes a number \(float\)"):
         reference.parse_variant("lr=fast")
 
 
