@@ -186,6 +186,7 @@ def anchor_section(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
     settings_match = meta["epochs"] == anchor["epochs"] and meta["train_images"] == anchor["train_images"]
     ours = (f"{fmt_mean_sd([r['elbo'] for r in group], 2)} (n = {len(group)})")
     collapsed = sum(1 for r in group if r["collapsed"])
+    settings = recipe(meta)
     return [
         "## The seed row beside the Keras anchor", "",
         "| model | epochs | training images | optimiser | test -ELBO (nats) | collapsed seeds |",
@@ -194,7 +195,8 @@ def anchor_section(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
         f"| Adam {anchor['lr']:g}, batch {anchor['batch_size']} | {anchor['test_elbo']:.2f} "
         f"| {anchor['collapsed_seeds']} of {anchor['seeds']} |",
         f"| vaekit fashion28 (latent {anchor['latent_dim']}, beta {anchor['beta']:g}) | {meta['epochs']} "
-        f"| {meta['train_images']:,} | Adam {recipe(meta)['lr']:g}, batch {recipe(meta)['batch_size']} | {ours} | {collapsed} of {len(group)} |",
+        f"| {meta['train_images']:,} | Adam {settings['lr']:g}, batch {settings['batch_size']} | {ours} "
+        f"| {collapsed} of {len(group)} |",
         "",
         "Same settings as the anchor." if settings_match else
         "**Not comparable yet**: the vaekit row did not train with the anchor's settings (epochs or training "

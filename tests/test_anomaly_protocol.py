@@ -65,6 +65,12 @@ def test_an_unfinished_protocol_says_so_and_the_best_score_is_named(shapes_proto
     record["mean"] = dict(record["classes"][0]["auroc"])
     page = protocol_mod.protocol_table(record)
     assert "**Incomplete**: 1 class so far" in page and "\nvaekit anomaly-protocol --out X\n" in page
+    recipe = record["recipe"]
+    assert f"batch {recipe['batch_size']}, lr {recipe['lr']} ({recipe['lr_schedule']}), init `{recipe['init']}`" in page
+    record["recipe"].update(ema_decay=0.99)
+    assert ", EMA 0.99, precision" in protocol_mod.protocol_table(record)
+    record["recipe"].update(ema_decay=None)
+    assert ", no weight averaging, precision" in protocol_mod.protocol_table(record)
     best = max(record["mean"], key=record["mean"].get)
     assert f"Best mean: **{protocol_mod.SCORE_TITLES[best]}**, {record['mean'][best]:.3f}." in page
 

@@ -113,6 +113,16 @@ def test_no_channels_last_and_kl_warmup():
     assert config_from_args(TrainConfig, _parse("train")[0]).channels_last is True
 
 
+def test_none_switches_an_optional_number_off_and_other_text_is_refused(capsys):
+    args, _ = _parse("train", "--ema", "None", "--grad-clip", "none", "--memory-budget-gb", "1.5")
+    config = config_from_args(TrainConfig, args)
+    assert (config.ema_decay, config.grad_clip, config.memory_budget_gb) == (None, None, 1.5)
+    assert explicit_overrides(TrainConfig, args) == {"ema_decay": None, "grad_clip": None, "memory_budget_gb": 1.5}
+    with pytest.raises(SystemExit) as exit_info:
+        _parse("train", "--ema", "off")
+    assert exit_info.value.code == 2 and "--ema: invalid float value: 'off'" in capsys.readouterr().err
+
+
 def test_exclude_classes_takes_several_values_and_never_shares_the_default_list():
     args, _ = _parse("train", "--exclude-classes", "Bag", "Sneaker")
     assert config_from_args(TrainConfig, args).exclude_classes == ["Bag", "Sneaker"]

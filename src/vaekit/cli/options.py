@@ -5,7 +5,8 @@ declaration of its options. Each field becomes ``--field-name`` (``dest`` is
 the field's name), typed from its annotation:
 
 * ``int``, ``float``, ``str`` (and any other class, called on the text), or
-  ``X | None`` of one of them: one value, ``None`` by default;
+  ``X | None`` of one of them: one value, ``None`` by default (for a number,
+  the value ``none`` is ``None`` too: ``--ema none`` switches averaging off);
 * ``list[X]``: zero or more values (``nargs="*"``);
 * ``Literal["a", "b"]``: one of those values;
 * ``bool``: a switch, ``--field-name`` (``store_true``) when the default is
@@ -226,7 +227,7 @@ def _argument_kwargs(field: dataclasses.Field, annotation: Any, default: Any) ->
     if not isinstance(kind, type):
         raise TypeError(f"field {field.name!r}: no command-line option for the type {annotation!r}")
     if kind is not str:
-        kwargs["type"] = kind
+        kwargs["type"] = _or_none(kind) if kind is not annotation and "nargs" not in kwargs else kind
     if "choices" in meta:
         kwargs["choices"] = tuple(meta["choices"])
     if "metavar" in meta:
@@ -239,6 +240,15 @@ def _argument_kwargs(field: dataclasses.Field, annotation: Any, default: Any) ->
         kwargs["default"] = default
     kwargs["help"] = _help(meta.get("help"), default)
     return kwargs
+
+
+def _or_none(kind: type) -> Any:
+    """A converter for an ``X | None`` option: ``none`` (any case) is ``None``, anything else ``kind(text)``."""
+    def convert(text: str) -> Any:
+        return None if text.strip().lower() == "none" else kind(text)
+
+    convert.__name__ = kind.__name__  # argparse names it in "invalid float value: 'x'"
+    return convert
 
 
 def _without_none(annotation: Any) -> Any:
