@@ -42,6 +42,9 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pythae_reference import parse_variant
+
 import vaekit
 from vaekit.errors import VaekitError
 from vaekit.files import atomic_write_text, read_json, write_json
@@ -59,7 +62,7 @@ from vaekit.training.tuning import machine_name
 
 REPO = Path(__file__).resolve().parents[1]
 #: Settings of the family shown on the page (the rest are vaekit's defaults).
-SHOWN_SETTINGS = ("batch_size", "lr", "lr_schedule", "recon", "init", "seed")
+SHOWN_SETTINGS = ("batch_size", "lr", "lr_schedule", "recon", "init", "ema_decay", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-settings", default=None, metavar="NAME=VALUE[,NAME=VALUE]",
+                        help="more TrainConfig fields for every member, e.g. init=vaekit,ema_decay=none")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images (quick runs)")
     parser.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images")
     parser.add_argument("--device", default="auto")
@@ -83,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "celeba_family.json")
     parser.add_argument("--render-only", action="store_true", help="rewrite the page from --results alone")
     args = parser.parse_args(argv)
+    args.train_overrides = parse_variant(args.train_settings, "--train-settings") if args.train_settings else {}
     for name in ("round_epochs", "max_epochs", "patience"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: must be at least 1")
@@ -90,8 +96,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(dataset=args.dataset, arch=args.arch, batch_size=args.batch_size, lr=args.lr,
-                       seed=args.seed, train_limit=args.train_limit, test_limit=args.test_limit, data_dir=args.data_dir, device=args.device)
+    config = TrainConfig(dataset=args.dataset, arch=args.arch, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, train_limit=args.train_limit, test_limit=args.test_limit,
+                         data_dir=args.data_dir, device=args.device)
+    try:
+        config = TrainConfig.from_dict({**config.to_dict(), **args.train_overrides})
+        config.validate()
+    except VaekitError as error:
+        raise SystemExit(f"family_convergence: error: --train-settings: {error}") from None
+    return config
 
 
 def where(path: Path | str) -> str:
@@ -108,6 +121,8 @@ def command_line(args: argparse.Namespace) -> str:
              "--max-epochs", str(args.max_epochs), "--patience", str(args.patience), "--out", where(args.out)]
     if args.data_dir:
         parts += ["--data-dir", where(args.data_dir)]
+    if args.train_settings:
+        parts += ["--train-settings", args.train_settings]
     for option in ("train_limit", "test_limit"):
         if getattr(args, option) is not None:
             parts += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
@@ -198,7 +213,8 @@ def build_record(args: argparse.Namespace, members: list[dict[str, Any]], wall_s
             "command": command_line(args), "out": where(args.out), "results_file": args.results.name, "dataset": args.dataset, "arch": args.arch,
             "latent_dim": config.get("latent_dim"), "image_shape": config.get("image_shape"),
             "train_images": args.train_limit or data.get("train_size"), "test_images": args.test_limit or data.get("test_size"),
-            "settings": {k: train.get(k) for k in SHOWN_SETTINGS},
+            # A setting the runs' config lacks predates it: the run trained as TrainConfig.from_dict reads it.
+            "settings": {k: getattr(TrainConfig.from_dict(train), k) for k in SHOWN_SETTINGS} if train else {},
             "precision": config.get("resolved", {}).get("precision"),
             "patience": args.patience, "max_epochs": args.max_epochs,
             "machine": machine_name(device), "device": device.type, "torch": torch.__version__,
@@ -213,7 +229,7 @@ def build_record(args: argparse.Namespace, members: list[dict[str, Any]], wall_s
 def render_markdown(record: dict[str, Any]) -> str:
     """The results page, from the record alone."""
     meta, members = record["meta"], record["members"]
-    settings = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in meta["settings"].items() if v is not None)
+    settings = ", ".join(f"{k.replace('_', ' ')} {'none' if v is None else v}" for k, v in meta["settings"].items())
     lines = [
         f"# The {meta['arch']} beta family on {meta['dataset']}: rate, distortion and -ELBO per beta",
         "",

@@ -16,7 +16,8 @@ def script():
 def tiny(data_dir, out, results, max_epochs):
     return ["--dataset", "fashion-mnist", "--arch", "fashion28", "--betas", "1", "4", "--data-dir", str(data_dir),
             "--train-limit", "256", "--test-limit", "256", "--round-epochs", "1", "--max-epochs", str(max_epochs),
-            "--patience", "1", "--device", "cpu", "--out", str(out), "--results", str(results)]
+            "--patience", "1", "--device", "cpu", "--train-settings", "init=pytorch,ema_decay=0.9",
+            "--out", str(out), "--results", str(results)]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,9 @@ def test_meta_names_the_command_machine_and_accumulates_wall_time(grown):
     assert "--max-epochs 2" in meta["command"] and "--train-limit 256" in meta["command"]
     assert meta["train_images"] == 256 and meta["test_images"] == 256 and meta["latent_dim"] == 2
     assert meta["settings"]["batch_size"] == 64 and meta["machine"] and meta["torch"]
+    # --train-settings reach every member, the command that continues the family, and the page.
+    assert (meta["settings"]["init"], meta["settings"]["ema_decay"]) == ("pytorch", 0.9)
+    assert "--train-settings init=pytorch,ema_decay=0.9" in meta["command"]
     assert meta["wall_seconds"] > first["meta"]["wall_seconds"]
     assert meta["train_seconds"] == pytest.approx(sum(m["train_seconds"] for m in record["members"]), abs=0.2)
 
@@ -60,6 +64,7 @@ def test_the_page_is_rendered_from_the_json_alone(script, grown):
     tmp, _, record = grown
     page = (tmp / "family.md").read_text()
     assert "| 4 | `vae_model_fashion28_w4` | 2 |" in page
+    assert "init pytorch, ema decay 0.9, seed 0" in page
     assert "from `family.json`" in page and "CelebA" not in page  # the licence note is for CelebA only
     assert f"{record['members'][0]['final']['elbo']:.1f}" in page
     (tmp / "family.md").unlink()
@@ -76,6 +81,10 @@ def test_bad_options_are_one_line_errors(script, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and str(tmp_path / "missing") in err[0], err
     assert not (tmp_path / "r.json").exists()
+    with pytest.raises(SystemExit, match="^family_convergence: error: --train-settings: .*ema_decay.*between 0 and 1"):
+        script.main(["--train-settings", "ema_decay=2", "--out", str(tmp_path / "g"), "--results",
+                     str(tmp_path / "r.json")])
+    assert not (tmp_path / "g").exists() and not (tmp_path / "r.json").exists()
 
 
 def test_members_at_different_epochs_are_compared_at_a_shared_epoch(script, grown):
