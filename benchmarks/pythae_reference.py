@@ -170,10 +170,12 @@ def train_vaekit(variant: str, seed: int, epochs: int, batch_size: int, lr: floa
         seconds = time.perf_counter() - started
         run = Run.open(Path(scratch) / "run", device="cpu", precision="fp32")
         precision = run.config.get("resolved", {}).get("precision", "?")
+        trained = run.config["train"]  # the settings the run trained with, defaults included
         scores = _score(run, test_set)
     rates = [float(row["images_per_s"]) for row in result.metrics if row.get("images_per_s")]
+    averaging = f", EMA {trained['ema_decay']:g}" if trained.get("ema_decay") else ""
     return {"trainer": f"vaekit {variant}", "settings": f"precision {precision}, "
-            f"init {overrides.get('init', 'vaekit')}", "seed": seed, "epochs": epochs, **scores,
+            f"init {trained['init']}{averaging}", "seed": seed, "epochs": epochs, **scores,
             "train_images": train_limit or 60000, "images_per_s": round(statistics.median(rates), 1) if rates else None,
             "train_seconds": round(seconds, 1)}
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import load_script
 
+from vaekit.training.config import TrainConfig
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pythae_reference.py"
 
 
@@ -54,7 +56,10 @@ def test_vaekit_rows_summary_and_missing_pythae(reference, fashion_mnist_dir, tm
     assert "no-such-python not found" in result["notes"][0]
     printed = capsys.readouterr().out
     # The precision is whatever `auto` picks on this CPU; the rest of the row is fixed.
-    assert re.search(rf"\| vaekit default \| precision \w+, init vaekit \| 2 \| {summary['test_elbo_mean']:.2f} ±", printed)
+    defaults = TrainConfig()
+    averaging = f", EMA {defaults.ema_decay:g}" if defaults.ema_decay else ""
+    assert re.search(rf"\| vaekit default \| precision \w+, init {defaults.init}{averaging} \| 2 \| "
+                     rf"{summary['test_elbo_mean']:.2f} ±", printed)
     assert "pythae rows left out" in printed
 
 
