@@ -51,7 +51,7 @@ from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
 from vaekit.runtime import resolve_device, stop_on_sigterm
-from vaekit.training.config import TrainConfig
+from vaekit.training.config import SETTINGS_BEFORE_THEY_EXISTED, TrainConfig
 from vaekit.training.family import (
     DOCS_BETAS,
     FamilyInterrupted,
@@ -229,7 +229,10 @@ def build_record(args: argparse.Namespace, members: list[dict[str, Any]], wall_s
 def render_markdown(record: dict[str, Any]) -> str:
     """The results page, from the record alone."""
     meta, members = record["meta"], record["members"]
-    settings = ", ".join(f"{k.replace('_', ' ')} {'none' if v is None else v}" for k, v in meta["settings"].items())
+    # A record written before a setting existed: its runs trained as a run saved then reads (no averaging).
+    shown = {**meta["settings"], **{k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items()
+                                    if k in SHOWN_SETTINGS and k not in meta["settings"]}}
+    settings = ", ".join(f"{k.replace('_', ' ')} {'none' if v is None else v}" for k, v in shown.items())
     lines = [
         f"# The {meta['arch']} beta family on {meta['dataset']}: rate, distortion and -ELBO per beta",
         "",

@@ -32,7 +32,7 @@ def ema_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ema")
     recorder = RecordWeights()
     averaged = train(TrainConfig(**QUICK, ema_decay=DECAY), out=root / "ema", progress=False, callbacks=[recorder])
-    plain = train(TrainConfig(**QUICK), out=root / "plain", progress=False)
+    plain = train(TrainConfig(**QUICK, ema_decay=None), out=root / "plain", progress=False)
     return averaged, plain, recorder.steps
 
 

@@ -120,3 +120,15 @@ def test_collapse_sweep_refuses_a_foreign_json_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match="--json .*other.json: not the rows of an earlier sweep"):
         sweep.read_rows(foreign)
     assert sweep.read_rows(tmp_path / "new.json") == []
+
+
+def test_ema_cost_times_a_step_and_its_averaging_update(tmp_path):
+    ema_cost = load_script("benchmarks/ema_cost.py")
+    out = tmp_path / "ema.json"
+    rows = ema_cost.main(["--batch-size", "8", "16", "--steps", "3", "--json", str(out)])
+    assert json.loads(out.read_text()) == rows
+    assert [(r["arch"], r["batch_size"]) for r in rows] == [("fashion28", 8), ("fashion28", 16)]
+    for row in rows:
+        assert row["step_ms"] > 0 and row["ema_update_ms"] > 0 and row["threads"] == 1
+        assert row["ema_share"] == pytest.approx(row["ema_update_ms"] / (row["step_ms"] + row["ema_update_ms"]),
+                                                 abs=1e-3)

@@ -8,6 +8,8 @@ import shutil
 import pytest
 from conftest import load_script
 
+from vaekit.training.config import TrainConfig
+
 
 @pytest.fixture(scope="module")
 def script():
@@ -15,7 +17,9 @@ def script():
 
 
 def tiny(data_dir, out, results, *extra):
-    return ["--variants", "default", "init=pytorch", "--seeds", "0", "--epochs", "1", "--data-dir", str(data_dir),
+    # The second variant differs from the defaults in both directions a default could move.
+    return ["--variants", "default", "init=keras,ema_decay=none", "--seeds", "0", "--epochs", "1",
+            "--data-dir", str(data_dir),
             "--train-limit", "256", "--test-limit", "300", "--device", "cpu", "--out", str(out),
             "--json", str(results), *extra]
 
@@ -29,13 +33,13 @@ def checked(script, fashion_mnist_dir, tmp_path_factory):
 
 def test_every_variant_is_trained_and_scored_on_the_same_test_images(checked):
     tmp, record = checked
-    assert [(r["variant"], r["seed"]) for r in record["rows"]] == [("default", 0), ("init=pytorch", 0)]
+    assert [(r["variant"], r["seed"]) for r in record["rows"]] == [("default", 0), ("init=keras,ema_decay=none", 0)]
     for row in record["rows"]:
         assert row["test_images"] == 300 and len(row["epoch_test_elbo"]) == 1
         assert row["test_elbo"] == pytest.approx(row["recon"] + row["kl"], abs=0.01)
-    assert (tmp / "runs" / "init-pytorch" / "seed0" / "model.safetensors").is_file()
-    assert json.loads((tmp / "runs" / "init-pytorch" / "seed0" / "config.json").read_text())["train"]["init"] == \
-        "pytorch"
+    assert (tmp / "runs" / "init-keras+ema_decay-none" / "seed0" / "model.safetensors").is_file()
+    saved = json.loads((tmp / "runs" / "init-keras+ema_decay-none" / "seed0" / "config.json").read_text())["train"]
+    assert (saved["init"], saved["ema_decay"]) == ("keras", None)
     summary = {cell["variant"]: cell for cell in record["summary"]}
     assert summary["default"]["mean"] == pytest.approx(record["rows"][0]["test_elbo"], abs=0.01)
     assert summary["default"]["sd"] is None and not summary["default"]["meets_target"]  # one seed is not a mean of 3
@@ -51,7 +55,8 @@ def test_a_second_call_keeps_finished_runs_and_the_page_renders_from_json(script
     again = json.loads((tmp / "again.json").read_text())
     assert [r["test_elbo"] for r in again["rows"]] == [r["test_elbo"] for r in record["rows"]]
     page = (tmp / "check.md").read_text()
-    assert "| init=pytorch | 1 |" in page and "--variants default init=pytorch" in page
+    assert "| init=keras,ema_decay=none | init keras," in page
+    assert "--variants default init=keras,ema_decay=none" in page
     (tmp / "check.md").unlink()
     assert script.main(["--render-only", "--json", str(tmp / "check.json")]) == 0
     assert (tmp / "check.md").read_text() == page
@@ -62,7 +67,7 @@ def test_a_finished_run_elsewhere_is_reused(script, checked, fashion_mnist_dir, 
     shutil.copytree(tmp / "runs" / "default" / "seed0", tmp_path / "zoo" / "family" / "some_run")
     out = tmp_path / "runs"
     args = tiny(fashion_mnist_dir, out, tmp_path / "r.json", "--reuse", str(tmp_path / "zoo"))
-    args[args.index("init=pytorch")] = "default"
+    args[args.index("init=keras,ema_decay=none")] = "default"
     args.remove("default")
     assert script.main(args) == 0
     row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
@@ -75,7 +80,7 @@ def test_bad_input_is_one_line(script, checked, fashion_mnist_dir, tmp_path, cap
         script.main(["--variants", "colour=red"])
     tmp, _ = checked
     # A run directory trained with other settings is refused, never overwritten.
-    shutil.copytree(tmp / "runs" / "default", tmp_path / "runs" / "init-pytorch")
+    shutil.copytree(tmp / "runs" / "default", tmp_path / "runs" / "init-keras+ema_decay-none")
     code = script.main(tiny(fashion_mnist_dir, tmp_path / "runs", tmp_path / "r.json"))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "init" in err[0], err
@@ -86,10 +91,28 @@ def test_an_averaging_variant_scores_its_average_and_its_trained_weights(script,
                                                                           tmp_path):
     tmp, record = checked
     args = tiny(fashion_mnist_dir, tmp / "runs", tmp_path / "ema.json")
-    args[args.index("default")] = "init=pytorch,ema_decay=0.5"
+    args[args.index("default")] = "init=keras,ema_decay=0.5"
     assert script.main(args) == 0
     ema, plain = json.loads((tmp_path / "ema.json").read_text())["rows"]
     # Averaging does not change the training: its trained weights are the plain run's, scored alike.
     assert ema["trained_weights_test_elbo"] == plain["test_elbo"] == record["rows"][1]["test_elbo"]
     assert ema["test_elbo"] != plain["test_elbo"] and "trained_weights_test_elbo" not in plain
-    assert "init=pytorch,ema_decay=0.5, seed 0: average" in (tmp_path / "ema.md").read_text()
+    assert "init=keras,ema_decay=0.5, seed 0: average" in (tmp_path / "ema.md").read_text()
+
+
+def test_the_table_names_each_variants_settings_and_its_3_epoch_result(script, checked):
+    tmp, record = checked
+    defaults = TrainConfig()
+    page = (tmp / "check.md").read_text()
+    assert (f"| default | init {defaults.init}, batch {defaults.batch_size}, {defaults.lr_schedule} rate, "
+            f"EMA {defaults.ema_decay or 'none'} | 1 |") in page
+    assert "| init=keras,ema_decay=none | init keras, batch" in page and "rate, EMA none | 1 |" in page
+    # Only a constant-rate run's epoch 3 is a 3-epoch result; runs shorter than 3 epochs have none.
+    rows = [{"variant": "a", "lr_schedule": "constant", "epoch_test_elbo": [270.0, 265.0, 263.0 + seed, 260.0]}
+            for seed in (0, 1)]
+    rows += [{"variant": "b", "lr_schedule": "cosine", "epoch_test_elbo": [270.0, 265.0, 262.0]},
+             {"variant": "c", "lr_schedule": "constant", "epoch_test_elbo": [270.0]}]
+    lines = script.at_three_epochs(rows)
+    assert "- a: 263.50 ± 0.71 (2 seeds: 263.00, 264.00)" in lines
+    assert not any(line.startswith(("- b", "- c")) for line in lines)
+    assert script.at_three_epochs(rows[2:]) == [] and "At 3 epochs" not in page

@@ -71,9 +71,12 @@ def _assert_clean_run_dir(run_dir, epochs_done: int) -> None:
     else:
         assert int(checkpoint["epoch"]) == epochs_done and checkpoint["epoch_state"] is None
         weights = load_file(run_dir / "model.safetensors")
+        # model.safetensors holds what the run publishes: the moving average when it keeps one (the default).
+        average = checkpoint.get("average")
+        published = average["weights"] if average else checkpoint["model"]
         for name, tensor in checkpoint["model"].items():
-            assert torch.isfinite(tensor).all()
-            assert torch.equal(tensor, weights[name])
+            assert torch.isfinite(tensor).all() and torch.isfinite(published[name]).all()
+            assert torch.equal(published[name], weights[name])
 
 
 # ----------------------------------------------------------------------------- family A: training

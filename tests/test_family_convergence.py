@@ -70,6 +70,9 @@ def test_the_page_is_rendered_from_the_json_alone(script, grown):
     (tmp / "family.md").unlink()
     assert script.main(["--render-only", "--results", str(tmp / "family.json")]) == 0
     assert (tmp / "family.md").read_text() == page
+    # A record written before ema_decay existed: its runs trained without averaging, and the page says so.
+    del record["meta"]["settings"]["ema_decay"]
+    assert "init pytorch, seed 0, ema decay none;" in script.render_markdown(record)
 
 
 def test_bad_options_are_one_line_errors(script, tmp_path, capsys):
