@@ -14,6 +14,8 @@ Runs live in ``OUT/<variant>/seed<N>``. A finished run there is kept, an
 interrupted one resumes (Ctrl-C or SIGTERM stops a run at a checkpoint), and a
 finished run with the same settings in a ``--reuse`` folder (searched two
 levels deep, for example ``build/pretrained``) is used instead of training.
+``--no-train`` scores only what is finished and names the rest as not run,
+so that variants with different numbers of seeds share one table.
 
 Outputs: ``--json`` (default ``benchmarks/results/defaults_check.json``) and
 the table rendered from it alone (same name, ``.md``): per variant the mean
@@ -78,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folders searched (two levels deep) for finished runs with a variant's exact settings")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "defaults_check.json")
     parser.add_argument("--render-only", action="store_true", help="rewrite the table from --json alone")
+    parser.add_argument("--no-train", action="store_true",
+                        help="score only the runs that are finished already (here or in --reuse); list the rest "
+                             "as not run")
     args = parser.parse_args(argv)
     args.overrides = {variant: parse_variant(variant) for variant in args.variants}
     return args
@@ -107,6 +112,7 @@ def command_line(args: argparse.Namespace) -> str:
             parts += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     if args.reuse:
         parts += ["--reuse", *map(model_quality._repo_path, args.reuse)]
+    parts += ["--no-train"] if args.no_train else []
     return shlex.join(parts + ["--out", model_quality._repo_path(args.out)])
 
 
@@ -121,6 +127,8 @@ def plan(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Path], list[Tr
             config, folder = variant_config(args, variant, seed), run_dir(args, variant, seed)
             state = member_state(folder, config, "defaults check")
             reused = model_quality.find_reusable(args.reuse, config) if state == "new" else None
+            if args.no_train and reused is None and state != "complete":
+                continue  # left out, and named as not run on the page
             where[variant, seed] = reused or folder
             if reused is None and state != "complete":
                 todo.append(TrainJob(config, folder, resume=state == "resume"))
@@ -202,6 +210,8 @@ def render_markdown(record: dict[str, Any]) -> str:
                   f"{r['trained_weights_test_elbo']:.2f} ({r['test_elbo'] - r['trained_weights_test_elbo']:+.2f})"
                   for r in averaged]
     lines += at_three_epochs(rows)
+    if meta.get("not_run"):
+        lines += ["", f"Not run (`--no-train` scored only finished runs): {'; '.join(meta['not_run'])}."]
     lines += ["", f"Command: `{meta['command']}`"]
     return "\n".join(lines) + "\n"
 
@@ -247,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         except TrainingInterrupted as stop:
             print(f"interrupted: {stop}; run the same command to resume", file=sys.stderr)
             return 130
+    if not where:
+        print(f"defaults_check: error: --no-train: no finished run of {', '.join(args.variants)} in "
+              f"{model_quality._repo_path(args.out)} or --reuse", file=sys.stderr)
+        return 1
     device = resolve_device(args.device)
     test_set = vaekit.load_dataset("fashion-mnist", "test", data_dir=args.data_dir)
     if args.test_limit is not None:
@@ -258,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_name(device), "torch": torch.__version__, "vaekit": vaekit.__version__,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "wall_minutes": round((time.perf_counter() - started) / 60, 2),
-            "keras_anchor": quality_report.keras_anchor(REPO / "benchmarks" / "results")}
+            "keras_anchor": quality_report.keras_anchor(REPO / "benchmarks" / "results"),
+            "not_run": [f"{variant}, seed {seed}" for variant in args.variants for seed in args.seeds
+                        if (variant, seed) not in where]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, {"meta": meta, "summary": summary(rows), "rows": rows})
     print(render(args.json).read_text())

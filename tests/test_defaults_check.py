@@ -116,3 +116,24 @@ def test_the_table_names_each_variants_settings_and_its_3_epoch_result(script, c
     assert "- a: 263.50 ± 0.71 (2 seeds: 263.00, 264.00)" in lines
     assert not any(line.startswith(("- b", "- c")) for line in lines)
     assert script.at_three_epochs(rows[2:]) == [] and "At 3 epochs" not in page
+
+
+def test_no_train_scores_what_is_finished_and_names_the_rest(script, checked, fashion_mnist_dir, tmp_path):
+    tmp, record = checked
+    args = tiny(fashion_mnist_dir, tmp / "runs", tmp_path / "some.json", "--no-train")
+    args[args.index("--seeds") + 1:args.index("--seeds") + 2] = ["0", "1"]
+    assert script.main(args) == 0
+    some = json.loads((tmp_path / "some.json").read_text())
+    assert [(r["variant"], r["seed"]) for r in some["rows"]] == [("default", 0), ("init=keras,ema_decay=none", 0)]
+    assert [r["test_elbo"] for r in some["rows"]] == [r["test_elbo"] for r in record["rows"]]
+    assert not (tmp / "runs" / "default" / "seed1").exists()  # nothing was trained
+    page = (tmp_path / "some.md").read_text()
+    assert "Not run (`--no-train` scored only finished runs): default, seed 1; init=keras,ema_decay=none, seed 1." \
+        in page and "--no-train" in some["meta"]["command"]
+
+
+def test_no_train_with_nothing_finished_is_one_line(script, fashion_mnist_dir, tmp_path, capsys):
+    code = script.main(tiny(fashion_mnist_dir, tmp_path / "empty", tmp_path / "r.json", "--no-train"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "--no-train: no finished run" in err[0], err
+    assert not (tmp_path / "r.json").exists()
