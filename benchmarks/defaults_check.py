@@ -223,7 +223,7 @@ def at_three_epochs(rows: list[dict[str, Any]]) -> list[str]:
         values = [r["epoch_test_elbo"][2] for r in rows if r["variant"] == variant and len(r["epoch_test_elbo"]) > 2]
         if values:
             sd = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-            lines.append(f"- {variant}: {statistics.fmean(values):.2f}{sd} ({len(values)} seeds: "
+            lines.append(f"- {variant}: {statistics.fmean(values):.2f}{sd} ({len(values)} seed{'s' * (len(values) != 1)}: "
                          f"{', '.join(f'{v:.2f}' for v in values)})")
     if not lines:
         return []
