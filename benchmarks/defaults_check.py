@@ -44,7 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_quality
 import quality_report
-from pythae_reference import parse_variant
+from pythae_reference import parse_variant, with_overrides
 
 import vaekit
 from vaekit.analysis.bounds import evaluate_model
@@ -92,12 +92,7 @@ def variant_config(args: argparse.Namespace, variant: str, seed: int) -> TrainCo
     base = TrainConfig(arch="fashion28", latent_dim=2, beta=1.0, epochs=args.epochs, seed=seed,
                        data_dir=args.data_dir, train_limit=args.train_limit, test_limit=args.test_limit,
                        device=args.device)
-    try:
-        config = TrainConfig.from_dict({**base.to_dict(), **args.overrides[variant]})
-        config.validate()
-    except VaekitError as error:
-        raise SystemExit(f"defaults_check: error: --variants {variant}: {error}") from None
-    return config
+    return with_overrides(base, args.overrides[variant], f"defaults_check: error: --variants {variant}")
 
 
 def run_dir(args: argparse.Namespace, variant: str, seed: int) -> Path:

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pythae_reference import parse_variant
+from pythae_reference import parse_variant, with_overrides
 
 import vaekit
 from vaekit.errors import VaekitError
@@ -99,12 +99,7 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(dataset=args.dataset, arch=args.arch, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, train_limit=args.train_limit, test_limit=args.test_limit,
                          data_dir=args.data_dir, device=args.device)
-    try:
-        config = TrainConfig.from_dict({**config.to_dict(), **args.train_overrides})
-        config.validate()
-    except VaekitError as error:
-        raise SystemExit(f"family_convergence: error: --train-settings: {error}") from None
-    return config
+    return with_overrides(config, args.train_overrides, "family_convergence: error: --train-settings")
 
 
 def where(path: Path | str) -> str:

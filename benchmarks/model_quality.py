@@ -57,11 +57,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality_report
-from pythae_reference import parse_variant
+from pythae_reference import parse_variant, with_overrides
 
 import vaekit
 from vaekit.analysis import anomaly, bounds, embedding
-from vaekit.errors import VaekitError
 from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
@@ -163,12 +162,7 @@ def cell_config(args: argparse.Namespace, latent: int, beta: float, seed: int) -
                          data_dir=args.data_dir, exclude_classes=[args.holdout] if args.holdout else [],
                          train_limit=args.train_limit,
                          test_limit=2000)  # only the per-epoch metrics.csv; the table uses the whole test split
-    try:
-        config = TrainConfig.from_dict({**config.to_dict(), **args.train_overrides})
-        config.validate()
-    except VaekitError as error:
-        raise SystemExit(f"model_quality: error: --train-settings: {error}") from None
-    return config
+    return with_overrides(config, args.train_overrides, "model_quality: error: --train-settings")
 
 
 def run_matches(saved: dict[str, Any], config: TrainConfig) -> bool:

@@ -88,6 +88,22 @@ def parse_variant(text: str, option: str = "--variants") -> dict[str, Any]:
     return overrides
 
 
+def with_overrides(config: Any, overrides: dict[str, Any], where: str) -> Any:
+    """``config`` with ``overrides`` (from :func:`parse_variant`) applied and validated.
+
+    A bad value exits with one line naming ``where`` (``"model_quality: error: --train-settings"``).
+    """
+    from vaekit import TrainConfig
+    from vaekit.errors import VaekitError
+
+    try:
+        changed = TrainConfig.from_dict({**config.to_dict(), **overrides})
+        changed.validate()
+    except VaekitError as error:
+        raise SystemExit(f"{where}: {error}") from None
+    return changed
+
+
 def _score(model: Any, test_set: Any) -> dict[str, Any]:
     from vaekit.analysis.bounds import evaluate_model
 
