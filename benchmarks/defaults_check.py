@@ -136,7 +136,7 @@ def score(folder: Path, test_set: vaekit.ImageDataset, device: torch.device) -> 
     scores = evaluate_model(model, test_set, iw_samples=1, iw_images=1, seed=0)
     history = read_metrics(folder)
     config = read_config(folder)
-    recipe = TrainConfig.from_dict(config["train"]).to_dict()  # as trained, a setting it predates included
+    recipe = TrainConfig.from_dict(config["train"]).comparable()  # as trained, a setting it predates included
     trained = {}
     if config["train"].get("ema_decay") is not None:  # the saved model is the average: score the trained weights too
         model.load_state_dict(load_checkpoint(folder)["model"])

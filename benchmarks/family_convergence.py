@@ -209,7 +209,7 @@ def build_record(args: argparse.Namespace, members: list[dict[str, Any]], wall_s
             "latent_dim": config.get("latent_dim"), "image_shape": config.get("image_shape"),
             "train_images": args.train_limit or data.get("train_size"), "test_images": args.test_limit or data.get("test_size"),
             # A setting the runs' config lacks predates it: the run trained as TrainConfig.from_dict reads it.
-            "settings": {k: getattr(TrainConfig.from_dict(train), k) for k in SHOWN_SETTINGS} if train else {},
+            "settings": {k: TrainConfig.from_dict(train).comparable()[k] for k in SHOWN_SETTINGS} if train else {},
             "precision": config.get("resolved", {}).get("precision"),
             "patience": args.patience, "max_epochs": args.max_epochs,
             "machine": machine_name(device), "device": device.type, "torch": torch.__version__,

@@ -174,7 +174,7 @@ def run_matches(saved: dict[str, Any], config: TrainConfig) -> bool:
             and trained.get("arch") == "fashion28" and trained.get("dataset") == "fashion-mnist"
             and saved.get("latent_dim") == config.latent_dim
             and sorted(trained.get("exclude_classes") or []) == sorted(config.exclude_classes)
-            and all(getattr(settled, key) == getattr(config, key) for key in MATCHED_TRAIN_KEYS))
+            and all(settled.comparable()[key] == config.comparable()[key] for key in MATCHED_TRAIN_KEYS))
 
 
 def _finished_run(run_dir: Path, config: TrainConfig) -> bool:
@@ -352,7 +352,8 @@ def build_meta(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset], r
 def train_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe every run of the grid is trained with, as results.md states it."""
     config = cell_config(args, *args.grid[0], args.seeds[0])
-    return {**{key: getattr(config, key) for key in RECIPE_KEYS}, "overrides": args.train_settings}
+    recipe = config.comparable()  # init as it resolves for fashion28, so the page names the scheme used
+    return {**{key: recipe[key] for key in RECIPE_KEYS}, "overrides": args.train_settings}
 
 
 def run_grid(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset]) -> list[dict[str, Any]]:

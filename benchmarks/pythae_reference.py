@@ -174,6 +174,7 @@ def train_vaekit(variant: str, seed: int, epochs: int, batch_size: int, lr: floa
                  train_limit: int | None, test_limit: int | None) -> dict[str, Any]:
     """Train with ``vaekit.train`` and one variant's settings; score the saved run like pythae's."""
     import vaekit
+    from vaekit import TrainConfig
     from vaekit.runs import Run
 
     overrides = parse_variant(variant)
@@ -191,7 +192,7 @@ def train_vaekit(variant: str, seed: int, epochs: int, batch_size: int, lr: floa
     rates = [float(row["images_per_s"]) for row in result.metrics if row.get("images_per_s")]
     averaging = f", EMA {trained['ema_decay']:g}" if trained.get("ema_decay") else ""
     return {"trainer": f"vaekit {variant}", "settings": f"precision {precision}, "
-            f"init {trained['init']}{averaging}", "seed": seed, "epochs": epochs, **scores,
+            f"init {TrainConfig.from_dict(trained).effective_init}{averaging}", "seed": seed, "epochs": epochs, **scores,
             "train_images": train_limit or 60000, "images_per_s": round(statistics.median(rates), 1) if rates else None,
             "train_seconds": round(seconds, 1)}
 

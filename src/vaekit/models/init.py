@@ -1,4 +1,4 @@
-"""Weight initialisation schemes (``vaekit``, ``keras``, ``pytorch``)."""
+"""Weight initialisation schemes (``auto``, ``vaekit``, ``keras``, ``pytorch``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,35 @@ from torch import nn
 
 from vaekit.errors import ConfigError
 
-INITS = ("vaekit", "keras", "pytorch")
+INITS = ("auto", "vaekit", "keras", "pytorch")
+#: What ``"auto"`` means per architecture, chosen by measurement (docs/training.md, "Initialisation").
+#: fashion28 trains to a better bound with PyTorch's defaults and does not collapse
+#: with them; on nn3-128 they leave the decoder ignoring z, so every other
+#: architecture gets ``"vaekit"``.
+AUTO_INITS = {"fashion28": "pytorch"}
+
+
+def resolve_init(scheme: str, arch: str | None) -> str:
+    """The concrete scheme ``scheme`` stands for on architecture ``arch``.
+
+    Parameters
+    ----------
+    scheme
+        One of :data:`INITS`.
+    arch
+        The architecture's name (``ArchSpec.name``); ``None`` or an unknown
+        name resolves ``"auto"`` to ``"vaekit"``.
+
+    Returns
+    -------
+    str
+        ``scheme`` itself, unless it is ``"auto"``.
+    """
+    if scheme not in INITS:
+        raise ConfigError(f"init must be one of {', '.join(INITS)}, got '{scheme}'", param="init")
+    if scheme != "auto":
+        return scheme
+    return AUTO_INITS.get(arch or "", "vaekit")
 
 
 def initialize_weights(model: nn.Module, scheme: str) -> None:
@@ -16,10 +44,11 @@ def initialize_weights(model: nn.Module, scheme: str) -> None:
     it lets the narrow ``Dense(16)`` ReLU layer of ``fashion28`` die in some
     seeds. ``"vaekit"`` uses He-uniform weights (right for ReLU) and a small
     positive bias so every ReLU unit starts active; ``"pytorch"`` keeps
-    PyTorch's defaults.
+    PyTorch's defaults. ``"auto"`` picks per architecture (:data:`AUTO_INITS`),
+    from the model's ``spec.name``.
     """
-    if scheme not in INITS:
-        raise ConfigError(f"init must be one of {', '.join(INITS)}, got '{scheme}'", param="init")
+    spec = getattr(model, "spec", None)
+    scheme = resolve_init(scheme, getattr(spec, "name", None))
     if scheme == "pytorch":
         return
     for module in model.modules():

@@ -210,7 +210,7 @@ def _encoder_conv_layers(spec: ArchSpec) -> list[nn.Module]:
 
 
 def build_model(name: str = "fashion28", latent_dim: int | None = None, spec: ArchSpec | None = None,
-                init: str = "vaekit") -> VAE:
+                init: str = "auto") -> VAE:
     """Build a VAE by architecture name (or from an explicit spec), initialised as training does.
 
     Parameters
@@ -223,7 +223,8 @@ def build_model(name: str = "fashion28", latent_dim: int | None = None, spec: Ar
         A custom :class:`ArchSpec`; overrides ``name``.
     init
         Weight initialisation (:func:`vaekit.models.init.initialize_weights`):
-        ``"vaekit"`` (default, as :func:`vaekit.train`), ``"keras"`` or ``"pytorch"``.
+        ``"auto"`` (default, as :func:`vaekit.train`: the architecture's own,
+        :data:`vaekit.models.init.AUTO_INITS`), ``"vaekit"``, ``"keras"`` or ``"pytorch"``.
         Seed with :func:`torch.manual_seed` first for reproducible weights.
 
     Examples

@@ -200,7 +200,7 @@ def run_anomaly_protocol(
     record = {"format": _FORMAT, "dataset": base.dataset, "arch": base.arch, "latent_dim": base.latent_dim,
               "iw_samples": iw_samples, "seed": seed, "scores": list(ANOMALY_SCORES), "split": test.split,
               "test_images": len(test), "command": command,
-              "recipe": {k: v for k, v in base.to_dict().items() if k != "exclude_classes"},
+              "recipe": {k: v for k, v in base.comparable().items() if k != "exclude_classes"},
               "machine": machine_name(device), "jobs": jobs,
               "training_threads": threads_per_job(jobs) if jobs > 1 else torch.get_num_threads()}
     rows: list[ClassResult] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vaekit.errors import ConfigError
-from vaekit.models.init import INITS
+from vaekit.models.init import INITS, resolve_init
 from vaekit.models.losses import RECONSTRUCTIONS
 from vaekit.models.pretrained import SECTION_CHECKS
 from vaekit.models.spec import MAX_LATENT_DIM
@@ -41,7 +41,7 @@ class TrainConfig:
         "help": "latent size (default: the architecture's, 2 for fashion28)", "metavar": "N"})
     beta: float = field(default=1.0, metadata={"help": "weight of the KL term (beta-VAE)"})
     epochs: int = field(default=10, metadata={"help": "training epochs", "metavar": "N"})
-    batch_size: int = field(default=128, metadata={
+    batch_size: int = field(default=64, metadata={
         "help": "images per optimiser step: the global batch, shared by all processes under torchrun",
         "metavar": "N"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
@@ -55,14 +55,16 @@ class TrainConfig:
         "help": "reconstruction likelihood", "choices": RECONSTRUCTIONS})
     gaussian_sigma: float = field(default=0.1, metadata={
         "help": "pixel noise of the gaussian likelihood (--recon gaussian)", "metavar": "SIGMA"})
-    init: str = field(default="vaekit", metadata={
-        "help": "weight init: vaekit (reliable), keras (glorot, zero bias: the original; may collapse), pytorch",
+    init: str = field(default="auto", metadata={
+        "help": "weight init: auto (the default: pytorch for fashion28, vaekit for every other architecture), "
+                "vaekit (He-uniform, small positive bias), keras (glorot, zero bias: the original; may collapse), "
+                "pytorch (PyTorch's own)",
         "choices": INITS})
     grad_clip: float | None = field(default=None, metadata={
         "help": "clip the gradient norm to this value (default: no clipping)", "metavar": "NORM"})
-    ema_decay: float | None = field(default=None, metadata={
-        "help": "keep an exponential moving average of the weights with this decay per step (0.999 averages "
-                "about the last 1,000 steps); the run evaluates and saves the average (default: off)",
+    ema_decay: float | None = field(default=0.999, metadata={
+        "help": "keep an exponential moving average of the weights with this decay per step (the default 0.999 "
+                "averages about the last 1,000 steps); the run evaluates and saves the average; none turns it off",
         "flag": "--ema", "metavar": "DECAY"})
     exclude_classes: list[str] = field(default_factory=list, metadata={
         "help": "leave these classes out of training (anomaly-detection protocol)", "metavar": "CLASS"})
@@ -173,6 +175,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def effective_init(self) -> str:
+        """The initialisation the run uses: ``init`` with ``"auto"`` resolved for ``arch``."""
+        return resolve_init(self.init, self.arch)
+
+    def comparable(self) -> dict[str, Any]:
+        """:meth:`to_dict` with ``init`` resolved, so ``auto`` equals the scheme it stands for.
+
+        Use it wherever two configs are compared or a recipe is shown: a run
+        trained with ``init="pytorch"`` before ``auto`` existed trained exactly
+        as ``auto`` does on ``fashion28`` today.
+        """
+        return {**self.to_dict(), "init": self.effective_init}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -101,8 +101,8 @@ def member_state(run_dir: Path, config: TrainConfig, series: str = "series") -> 
     if not (run_dir / CONFIG_FILE).is_file():
         return "new"
     saved_config = read_config(run_dir)
-    saved = TrainConfig.from_dict(saved_config.get("train", {})).to_dict()
-    for key, value in config.to_dict().items():
+    saved = TrainConfig.from_dict(saved_config.get("train", {})).comparable()
+    for key, value in config.comparable().items():
         if key not in RUNTIME_FIELDS and saved.get(key) != value:
             raise ConfigError(
                 f"{run_dir}: this member was trained with --{key.replace('_', '-')} {saved.get(key)!r}, "

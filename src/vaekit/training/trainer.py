@@ -412,7 +412,8 @@ class Trainer(RankCoordination):
         if not is_main_process():
             return
         record = {"vaekit_version": __version__, "torch_version": torch.__version__, **self.extra_config,
-                  "train": self.config.to_dict(), "resolved": {"device": str(self.device), "world_size": self.world, "precision": self.precision,
+                  "train": self.config.to_dict(), "resolved": {"device": str(self.device), "world_size": self.world, "init": self.config.effective_init,
+                                                              "precision": self.precision,
                                                               "compile": self.compile,
                                                               "speed": self.speed.to_dict(),
                                                               "data_placement": self.batches.placement}}
