@@ -104,7 +104,7 @@ def test_the_table_names_each_variants_settings_and_its_3_epoch_result(script, c
     tmp, record = checked
     defaults = TrainConfig()
     page = (tmp / "check.md").read_text()
-    assert (f"| default | init {defaults.init}, batch {defaults.batch_size}, {defaults.lr_schedule} rate, "
+    assert (f"| default | init {defaults.effective_init}, batch {defaults.batch_size}, {defaults.lr_schedule} rate, "
             f"EMA {defaults.ema_decay or 'none'} | 1 |") in page
     assert "| init=keras,ema_decay=none | init keras, batch" in page and "rate, EMA none | 1 |" in page
     # Only a constant-rate run's epoch 3 is a 3-epoch result; runs shorter than 3 epochs have none.

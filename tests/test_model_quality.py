@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,9 @@ def test_reuse_finds_only_an_exactly_matching_run(model_quality, tiny_grid, tmp_
         other = model_quality.cell_config(args, 2, 1.0, 0)
         setattr(other, key, value)
         assert model_quality.find_reusable(args.reuse, other) is None, key
+    # "auto" is PyTorch's init on fashion28: a run that named "pytorch" (before auto existed) is the same run.
+    assert config.init == "auto" and model_quality.find_reusable(args.reuse, replace(config, init="pytorch"))
+    assert model_quality.find_reusable(args.reuse, replace(config, init="vaekit")) is None
     run_dir, timing = model_quality.train_cell(args, 2, 1.0, 0)  # reused: nothing is trained
     assert run_dir == store / "member" and timing["reused_run"] and not (tmp_path / "runs").exists()
 

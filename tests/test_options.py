@@ -33,7 +33,7 @@ NON_DEFAULT = {
     "grad_clip": 1.5, "exclude_classes": ["Bag", "Shirt"], "train_limit": 100, "test_limit": 50,
     "data_dir": "/data", "device": "cpu", "precision": "bf16", "channels_last": False, "compile": "on",
     "fused_optimizer": "on", "data_placement": "stream", "memory_budget_gb": 2.0, "eval_batch_size": 64,
-    "log": "tensorboard", "lr_schedule": "cosine", "ema_decay": 0.999,
+    "log": "tensorboard", "lr_schedule": "cosine", "ema_decay": 0.99,
 }
 
 # Every flag `vaekit train` had before the options were generated, with its dest.

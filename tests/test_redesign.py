@@ -86,7 +86,14 @@ def test_bf16_inference_stays_close_to_fp32(shapes_run):
 def test_build_model_returns_the_model_training_starts_from():
     torch.manual_seed(0)
     built = vaekit.build_model("fashion28", latent_dim=2)
-    assert float(built.encoder[0].bias[0].detach()) == pytest.approx(0.01), "vaekit init: small positive biases"
+    torch.manual_seed(0)
+    pytorch = vaekit.build_model("fashion28", latent_dim=2, init="pytorch")
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), pytorch.state_dict().values())), \
+        "auto is PyTorch's init on fashion28"
+    torch.manual_seed(0)
+    nn3 = vaekit.build_model("nn3-128", latent_dim=4)
+    assert float(nn3.encoder[0].bias[0].detach()) == pytest.approx(0.01), "auto is vaekit's init on nn3-128"
+    assert float(vaekit.build_model("fashion28", init="vaekit").encoder[0].bias[0].detach()) == pytest.approx(0.01)
     torch.manual_seed(0)
     again = vaekit.build_model("fashion28", latent_dim=2)
     for (name, a), b in zip(built.state_dict().items(), again.state_dict().values()):

@@ -51,6 +51,13 @@ def test_member_state_new_complete_resume_and_refusals(tmp_path):
     with pytest.raises(ConfigError, match=r"trained with --beta 1\.0, not 2\.0; use the same settings to resume "
                                           r"the protocol"):
         member_state(tmp_path / "done", TrainConfig(**{**TINY, "beta": 2.0}), "protocol")
+    # init "auto" is the scheme it resolves to on the architecture: pytorch on fashion28, vaekit elsewhere.
+    assert TrainConfig(**TINY).init == "auto" and config.effective_init == "pytorch"
+    assert member_state(tmp_path / "done", TrainConfig(**{**TINY, "init": "pytorch"})) == "complete"
+    with pytest.raises(ConfigError, match=r"trained with --init 'pytorch', not 'vaekit'"):
+        member_state(tmp_path / "done", TrainConfig(**{**TINY, "init": "vaekit"}))
+    assert TrainConfig(**{**TINY, "arch": "nn3-128"}).comparable()["init"] == "vaekit"
+    assert json.loads((tmp_path / "done" / "config.json").read_text())["resolved"]["init"] == "pytorch"
     _copy_as(tmp_path / "done", tmp_path / "broken", "interrupted", checkpoint=False)
     with pytest.raises(RunDirError, match="but no checkpoint.pt to resume from; nothing was deleted"):
         member_state(tmp_path / "broken", config)
