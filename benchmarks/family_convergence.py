@@ -240,14 +240,14 @@ def render_markdown(record: dict[str, Any]) -> str:
         "",
         f"- **Data:** {meta['train_images']:,} training images, {meta['test_images']:,} test images"
         f" ({'x'.join(map(str, meta['image_shape'] or []))}), latent {meta['latent_dim']}.",
-        f"- **Settings:** {settings}; precision {meta['precision']}; every other setting is vaekit's default.",
+        f"- **Settings:** {settings}; precision {meta['precision']}; every other setting is vaekit's default of the time.",
         f"- **Converged** means the best test -ELBO is at least {meta['patience']} epochs old"
         f" (the family stops growing at {meta['max_epochs']} epochs).",
         f"- **Machine:** {meta['machine']} ({meta['device']}), torch {meta['torch']}, vaekit {meta['vaekit']},"
         f" {meta['date']}.",
         f"- **Time:** {meta['train_seconds'] / 60:.1f} min of training, {meta['wall_seconds'] / 60:.1f} min wall"
         " (over every call).",
-        f"- **Command** (run again to continue): `{meta['command']}`",
+        f"- **Command** (run again to continue): `{continuation_command(meta['command'], meta['arch'], shown)}`",
         "",
         "All values are means over the test images in nats per image. Distortion is the reconstruction term,",
         "rate the KL; -ELBO is distortion + rate (beta = 1 for every member, so the members share one scale).",
@@ -301,6 +301,30 @@ def write_results(path: Path, record: dict[str, Any]) -> list[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, record)
     return [path, render(path)]
+
+
+#: Settings the command passes through ``--train-settings`` (the others are options of their own).
+PINNED_BY_TRAIN_SETTINGS = ("lr_schedule", "recon", "init", "ema_decay")
+
+
+def continuation_command(command: str, arch: str, shown: dict[str, Any]) -> str:
+    """The recorded command, with ``--train-settings`` for each setting whose default has changed since.
+
+    A family trained before a default changed continues only with the settings it was trained with;
+    the recorded command named only what differed from the defaults of its time.
+    """
+    words = shlex.split(command)
+    given = parse_variant(words[words.index("--train-settings") + 1]) if "--train-settings" in words else {}
+    today = TrainConfig(arch=arch).comparable()
+    stale = {k: shown[k] for k in PINNED_BY_TRAIN_SETTINGS if k in shown and k not in given and shown[k] != today[k]}
+    if not stale:
+        return command
+    pinned = ",".join(f"{k}={'none' if v is None else v}" for k, v in {**given, **stale}.items())
+    if "--train-settings" in words:
+        words[words.index("--train-settings") + 1] = pinned
+    else:
+        words += ["--train-settings", pinned]
+    return shlex.join(words)
 
 
 def render(path: Path) -> Path:

@@ -70,7 +70,11 @@ def test_an_unfinished_protocol_says_so_and_the_best_score_is_named(shapes_proto
     record["recipe"].update(ema_decay=0.99)
     assert ", EMA 0.99, precision" in protocol_mod.protocol_table(record)
     record["recipe"].update(ema_decay=None)
-    assert ", no weight averaging, precision" in protocol_mod.protocol_table(record)
+    page_of_old_defaults = protocol_mod.protocol_table(record)
+    assert ", no weight averaging, precision" in page_of_old_defaults
+    # A recipe whose defaults have changed since names the options that train it again today.
+    assert "to train the same models today, add `--ema none`." in page_of_old_defaults
+    assert "to train the same models today" not in page
     best = max(record["mean"], key=record["mean"].get)
     assert f"Best mean: **{protocol_mod.SCORE_TITLES[best]}**, {record['mean'][best]:.3f}." in page
 

@@ -100,3 +100,18 @@ def test_members_at_different_epochs_are_compared_at_a_shared_epoch(script, grow
     first_at_1 = record["members"][0]["history"][0]
     assert f"| 1 | {first_at_1['elbo']:,.1f} | {first_at_1['recon']:,.1f} | {first_at_1['kl']:,.1f} |" in page
     assert "**Rate against beta** (epoch 1)" in page
+
+
+def test_the_continue_command_pins_settings_whose_default_changed_since(script):
+    """A family trained without averaging continues only with --train-settings ema_decay=none once 0.999 is the default."""
+    base = "python benchmarks/family_convergence.py --arch nn3-128 --batch-size 64 --out build/f"
+    trained = {"lr_schedule": "constant", "recon": "bernoulli", "init": "vaekit", "ema_decay": None}
+    assert script.continuation_command(base, "nn3-128", trained) == base + " --train-settings ema_decay=none"
+    # Settings the command already pins are kept; a setting that is still the default adds nothing.
+    given = base + " --train-settings lr_schedule=cosine"
+    assert script.continuation_command(given, "nn3-128", {**trained, "lr_schedule": "cosine"}) == \
+        base + " --train-settings lr_schedule=cosine,ema_decay=none"
+    assert script.continuation_command(base, "nn3-128", {**trained, "ema_decay": 0.999}) == base
+    # On fashion28 "auto" is PyTorch's init: a family trained with vaekit's must say so.
+    assert script.continuation_command(base, "fashion28", {**trained, "ema_decay": 0.999}) == \
+        base + " --train-settings init=vaekit"

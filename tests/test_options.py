@@ -24,7 +24,7 @@ from vaekit.cli.options import (
     translate_error,
 )
 from vaekit.errors import ConfigError, DataError, VaekitError
-from vaekit.training.config import TrainConfig
+from vaekit.training.config import TrainConfig, options_since
 
 # A value other than the default for every TrainConfig field.
 NON_DEFAULT = {
@@ -333,3 +333,11 @@ def test_a_library_error_with_a_param_is_shown_with_the_flag(monkeypatch, tmp_pa
 def test_runtime_options_of_figure_commands_translate_too(tmp_path, capsys):
     assert main(["sample", str(tmp_path), "--device", "gpu7"]) == 2
     assert _error_line(capsys).startswith("--device: unknown device 'gpu7'")
+
+
+def test_options_since_names_what_a_recipe_of_older_defaults_needs_today():
+    old = {"batch_size": 128, "lr": 1e-3, "lr_schedule": "constant", "init": "vaekit"}  # saved before ema_decay
+    assert options_since(old, "fashion28") == ["--batch-size", "128", "--init", "vaekit", "--ema", "none"]
+    assert options_since({**TrainConfig().to_dict(), "init": "pytorch"}, "fashion28") == []
+    assert options_since(TrainConfig().to_dict(), "nn3-128") == []
+    assert options_since({"init": "pytorch", "lr": 3e-4}, "nn3-128")[:4] == ["--lr", "0.0003", "--init", "pytorch"]

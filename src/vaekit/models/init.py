@@ -7,7 +7,7 @@ from torch import nn
 from vaekit.errors import ConfigError
 
 INITS = ("auto", "vaekit", "keras", "pytorch")
-#: What ``"auto"`` means per architecture, chosen by measurement (docs/training.md, "Initialisation").
+#: What ``"auto"`` means per architecture, chosen by measurement (docs/training.md, "Initialisation and defaults").
 #: fashion28 trains to a better bound with PyTorch's defaults and does not collapse
 #: with them; on nn3-128 they leave the decoder ignoring z, so every other
 #: architecture gets ``"vaekit"``.

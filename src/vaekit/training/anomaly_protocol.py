@@ -41,7 +41,7 @@ from vaekit.guard import writer_lock
 from vaekit.models.spec import get_arch
 from vaekit.runs.run import Run, read_metrics
 from vaekit.runtime import resolve_device
-from vaekit.training.config import TrainConfig
+from vaekit.training.config import TrainConfig, options_since
 from vaekit.training.series import (
     SeriesInterrupted,
     TrainJob,
@@ -362,6 +362,10 @@ def _caption(record: dict[str, Any]) -> list[str]:
              f"{record['wall_time_s'] / 60:.1f} min for the whole protocol (training and scoring)."]
     if record.get("command"):
         lines += ["", "```", record["command"], "```"]
+        since = options_since(recipe, record["arch"])
+        if since:
+            lines += ["", f"Trained with the defaults of the time: to train the same models today, add "
+                          f"`{' '.join(since)}`."]
     if not record.get("complete", True):
         done = len(record["classes"])
         lines += ["", f"**Incomplete**: {done} class{'es' * (done != 1)} so far; the same command goes on."]

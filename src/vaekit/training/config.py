@@ -211,6 +211,38 @@ class TrainConfig:
         return config
 
 
+#: The settings a published recipe states; vaekit's defaults for these have changed over time.
+RECIPE_FIELDS = ("batch_size", "lr", "lr_schedule", "init", "ema_decay")
+
+
+def options_since(recipe: dict[str, Any], arch: str) -> list[str]:
+    """Command-line options that train ``recipe`` again under today's defaults.
+
+    Parameters
+    ----------
+    recipe
+        Saved training settings (a run's or a published result's), ``init``
+        as trained.
+    arch
+        The architecture they trained, which ``init="auto"`` depends on.
+
+    Returns
+    -------
+    list of str
+        ``["--init", "vaekit", "--batch-size", "128", "--ema", "none"]`` for a
+        recipe of the old defaults; empty when today's defaults are the recipe.
+    """
+    # A setting the recipe lacks predates it: from_dict reads it as the run trained then.
+    trained = TrainConfig.from_dict({**recipe, "arch": arch}).comparable()
+    today = TrainConfig(arch=arch).comparable()
+    words: list[str] = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RECIPE_FIELDS and trained[f.name] != today[f.name]:
+            value = trained[f.name]
+            words += [f.metadata.get("flag", "--" + f.name.replace("_", "-")), "none" if value is None else str(value)]
+    return words
+
+
 #: What a run saved before a field existed trained with (the behaviour of the time, not today's default).
 SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"lr_schedule": "constant", "ema_decay": None}
 
