@@ -134,8 +134,11 @@ def test_collapse_is_detected_when_the_dense16_layer_is_dead(shapes_run):
     assert "Dense 16" in report.reason and report.dead_units >= 16
 
 
-def test_a_trained_model_is_not_reported_collapsed(shapes_run):
-    report = diagnose_collapse(shapes_run.model, vaekit.load_dataset("shapes", "test", n=256))
+def test_a_trained_model_is_not_reported_collapsed(tmp_path):
+    # vaekit's init uses z within these 12 steps; PyTorch's (what "auto" is on fashion28) wakes up later on
+    # this tiny set (KL about 0.03 after 2 epochs), so the shared default-settings run is no test of this.
+    run = train(TrainConfig(**{**QUICK, "init": "vaekit"}), out=tmp_path / "run", progress=False)
+    report = diagnose_collapse(run.model, vaekit.load_dataset("shapes", "test", n=256))
     assert report.dead_layers == []
     assert report.kl > 0.05
 
