@@ -51,7 +51,11 @@ from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
 from vaekit.runtime import resolve_device, stop_on_sigterm
-from vaekit.training.config import SETTINGS_BEFORE_THEY_EXISTED, TrainConfig
+from vaekit.training.config import (
+    SETTINGS_BEFORE_THEY_EXISTED,
+    TrainConfig,
+    settings_since,
+)
 from vaekit.training.family import (
     DOCS_BETAS,
     FamilyInterrupted,
@@ -194,6 +198,14 @@ def grow(args: argparse.Namespace, after_round: Callable[[], None]) -> bool:
 # ----------------------------------------------------------------------------- the record and its page
 
 
+def shown_settings(train: dict[str, Any]) -> dict[str, Any]:
+    """The members' settings the page states, as they trained (``init`` resolved); empty before any member has run."""
+    if not train:
+        return {}
+    trained = TrainConfig.from_dict(train).comparable()  # a setting the config lacks predates it
+    return {k: trained[k] for k in SHOWN_SETTINGS}
+
+
 def build_record(args: argparse.Namespace, members: list[dict[str, Any]], wall_seconds: float,
                  earlier: dict[str, Any] | None) -> dict[str, Any]:
     device = resolve_device(args.device)
@@ -208,8 +220,7 @@ def build_record(args: argparse.Namespace, members: list[dict[str, Any]], wall_s
             "command": command_line(args), "out": where(args.out), "results_file": args.results.name, "dataset": args.dataset, "arch": args.arch,
             "latent_dim": config.get("latent_dim"), "image_shape": config.get("image_shape"),
             "train_images": args.train_limit or data.get("train_size"), "test_images": args.test_limit or data.get("test_size"),
-            # A setting the runs' config lacks predates it: the run trained as TrainConfig.from_dict reads it.
-            "settings": {k: TrainConfig.from_dict(train).comparable()[k] for k in SHOWN_SETTINGS} if train else {},
+            "settings": shown_settings(train),
             "precision": config.get("resolved", {}).get("precision"),
             "patience": args.patience, "max_epochs": args.max_epochs,
             "machine": machine_name(device), "device": device.type, "torch": torch.__version__,
@@ -315,8 +326,8 @@ def continuation_command(command: str, arch: str, shown: dict[str, Any]) -> str:
     """
     words = shlex.split(command)
     given = parse_variant(words[words.index("--train-settings") + 1]) if "--train-settings" in words else {}
-    today = TrainConfig(arch=arch).comparable()
-    stale = {k: shown[k] for k in PINNED_BY_TRAIN_SETTINGS if k in shown and k not in given and shown[k] != today[k]}
+    changed = settings_since(shown, arch, [k for k in PINNED_BY_TRAIN_SETTINGS if k in shown])
+    stale = {k: v for k, v in changed.items() if k not in given}
     if not stale:
         return command
     pinned = ",".join(f"{k}={'none' if v is None else v}" for k, v in {**given, **stale}.items())

@@ -169,12 +169,13 @@ def run_matches(saved: dict[str, Any], config: TrainConfig) -> bool:
     """Whether a saved run's ``config.json`` is a finished fashion28 run with exactly the cell's settings."""
     trained = saved.get("train") or {}
     # A setting a run's config lacks predates that setting: the run trained with its default.
-    settled = TrainConfig.from_dict(trained) if isinstance(trained, dict) else TrainConfig()
+    settled = (TrainConfig.from_dict(trained) if isinstance(trained, dict) else TrainConfig()).comparable()
+    wanted = config.comparable()
     return (saved.get("status") == "complete" and saved.get("arch") == "fashion28"
             and trained.get("arch") == "fashion28" and trained.get("dataset") == "fashion-mnist"
             and saved.get("latent_dim") == config.latent_dim
             and sorted(trained.get("exclude_classes") or []) == sorted(config.exclude_classes)
-            and all(settled.comparable()[key] == config.comparable()[key] for key in MATCHED_TRAIN_KEYS))
+            and all(settled[key] == wanted[key] for key in MATCHED_TRAIN_KEYS))
 
 
 def _finished_run(run_dir: Path, config: TrainConfig) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,6 +216,32 @@ class TrainConfig:
 RECIPE_FIELDS = ("batch_size", "lr", "lr_schedule", "init", "ema_decay")
 
 
+def settings_since(recipe: dict[str, Any], arch: str, fields: Sequence[str] = RECIPE_FIELDS) -> dict[str, Any]:
+    """The settings among ``fields`` whose default has changed since ``recipe`` was trained, as it trained them.
+
+    Parameters
+    ----------
+    recipe
+        Saved training settings (a run's or a published result's), ``init``
+        as trained.
+    arch
+        The architecture they trained, which ``init="auto"`` depends on.
+    fields
+        The settings compared (default :data:`RECIPE_FIELDS`).
+
+    Returns
+    -------
+    dict
+        ``{"batch_size": 128, "init": "vaekit", "ema_decay": None}`` for a
+        recipe of the old defaults; empty when today's defaults are the recipe.
+    """
+    # A setting the recipe lacks predates it: from_dict reads it as the run trained then.
+    trained = TrainConfig.from_dict({**recipe, "arch": arch}).comparable()
+    today = TrainConfig(arch=arch).comparable()
+    return {f.name: trained[f.name] for f in dataclasses.fields(TrainConfig)
+            if f.name in fields and trained[f.name] != today[f.name]}
+
+
 def options_since(recipe: dict[str, Any], arch: str) -> list[str]:
     """Command-line options that train ``recipe`` again under today's defaults.
 
@@ -229,17 +256,13 @@ def options_since(recipe: dict[str, Any], arch: str) -> list[str]:
     Returns
     -------
     list of str
-        ``["--init", "vaekit", "--batch-size", "128", "--ema", "none"]`` for a
+        ``["--batch-size", "128", "--init", "vaekit", "--ema", "none"]`` for a
         recipe of the old defaults; empty when today's defaults are the recipe.
     """
-    # A setting the recipe lacks predates it: from_dict reads it as the run trained then.
-    trained = TrainConfig.from_dict({**recipe, "arch": arch}).comparable()
-    today = TrainConfig(arch=arch).comparable()
+    flags = {f.name: f.metadata.get("flag", "--" + f.name.replace("_", "-")) for f in dataclasses.fields(TrainConfig)}
     words: list[str] = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in RECIPE_FIELDS and trained[f.name] != today[f.name]:
-            value = trained[f.name]
-            words += [f.metadata.get("flag", "--" + f.name.replace("_", "-")), "none" if value is None else str(value)]
+    for name, value in settings_since(recipe, arch).items():
+        words += [flags[name], "none" if value is None else str(value)]
     return words
 
 
