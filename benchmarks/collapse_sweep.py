@@ -24,12 +24,14 @@ import tempfile
 from pathlib import Path
 
 from vaekit import TrainConfig, train
+from vaekit.training.config import parse_grad_clip
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     """``old`` and ``new`` rows together, sorted by init and seed; a new row replaces an old one of the same key."""
     def key(row: dict) -> tuple:
-        return row["init"], row.get("batch_size", 128), row["seed"], row["epoch"]  # older rows: batch 128
+        # Older rows: batch 128, no clipping (0).
+        return row["init"], row.get("batch_size", 128), row.get("grad_clip") or 0.0, row["seed"], row["epoch"]
 
     merged = {key(row): row for row in old} | {key(row): row for row in new}
     return [merged[k] for k in sorted(merged)]
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--inits", nargs="+", default=["keras", "vaekit"])
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--grad-clip", type=parse_grad_clip, default="auto",
+                        help="as vaekit train's (default auto: 1000 on fashion28; none: off)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
@@ -65,10 +69,11 @@ def main() -> None:
     for init in args.inits:
         for seed in args.seeds:
             config = TrainConfig(arch="fashion28", latent_dim=2, epochs=args.epochs, seed=seed, init=init,
-                                 batch_size=args.batch_size, data_dir=args.data_dir)
+                                 batch_size=args.batch_size, grad_clip=args.grad_clip, data_dir=args.data_dir)
             result = train(config, out=root / f"{init}-batch{args.batch_size}-seed{seed}", progress=False)
             last = result.metrics[-1]
-            rows.append({"init": init, "batch_size": args.batch_size, "seed": seed, **last})
+            rows.append({"init": init, "batch_size": args.batch_size, "grad_clip": config.effective_grad_clip,
+                         "seed": seed, **last})
             print(f"| {init} | {seed} | {last['test_elbo']:.1f} | {last['test_kl']:.2f} | {last['active_units']} | "
                   f"{last['dead_encoder_units']} | {'yes' if last['collapsed'] else 'no'} |", flush=True)
     for init in args.inits:

@@ -152,7 +152,8 @@ def score(folder: Path, test_set: vaekit.ImageDataset, device: torch.device) -> 
         "images_per_s": round(statistics.median(float(row["images_per_s"]) for row in history), 1),
         "precision": config["resolved"]["precision"], "lr_schedule": recipe["lr_schedule"],
         "settings": f"init {recipe['init']}, batch {recipe['batch_size']}, {recipe['lr_schedule']} rate, "
-                    f"EMA {recipe['ema_decay'] if recipe['ema_decay'] else 'none'}",
+                    f"EMA {recipe['ema_decay'] if recipe['ema_decay'] else 'none'}, "
+                    f"clip {format(recipe['grad_clip'], 'g') if recipe['grad_clip'] else 'none'}",
         "trained_on": config["resolved"]["speed"].get("key", "")
         .split("|")[0],
         **trained,

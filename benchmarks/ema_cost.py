@@ -1,10 +1,13 @@
-"""What the default weight averaging (``--ema 0.999``) costs per training step.
+"""What the default weight averaging (``--ema 0.999``) and gradient clipping cost per training step.
 
 Times, on one device, a real training step of each architecture (random
-uint8 images, fp32, eager, the trainer's ``train_step``) and the moving-average
-update that follows it (:class:`vaekit.training.averaging.WeightAverage`),
-each as the median over ``--steps`` repeats after a warm-up, and prints the
-update's share of the step. The result is a JSON list on stdout (and in
+uint8 images, fp32, eager, the trainer's ``train_step`` without clipping), the
+moving-average update that follows it
+(:class:`vaekit.training.averaging.WeightAverage`) and the gradient-norm clip
+that ``--grad-clip`` adds inside the step (``clip_grad_norm_`` over every
+parameter, at the limit ``auto`` resolves to, 1000 where it resolves to none),
+each as the median over ``--steps`` repeats after a warm-up, and prints each
+extra's share of the step. The result is a JSON list on stdout (and in
 ``--json`` if given).
 
 Usage::
@@ -50,7 +53,8 @@ def measure(arch: str, batch_size: int, device: torch.device, steps: int) -> dic
     """Milliseconds per training step and per averaging update, and the update's share."""
     torch.manual_seed(0)
     model = build_model(arch).to(device)
-    config = TrainConfig(arch=arch, batch_size=batch_size)
+    config = TrainConfig(arch=arch, batch_size=batch_size, grad_clip=None)  # the clip is timed on its own
+    limit = TrainConfig(arch=arch).effective_grad_clip or 1000.0
     optimizer = make_optimizer(model, config.lr, False)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
     images = torch.randint(0, 256, (batch_size, *model.image_shape), dtype=torch.uint8, device=device)
@@ -64,9 +68,11 @@ def measure(arch: str, batch_size: int, device: torch.device, steps: int) -> dic
         average.update(model)
     step_ms = median_ms(step, steps, device)
     update_ms = median_ms(lambda: average.update(model), steps, device)
+    clip_ms = median_ms(lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), limit), steps, device)
     return {"arch": arch, "batch_size": batch_size, "device": machine_name(device), "threads": torch.get_num_threads(),
             "step_ms": round(step_ms, 3), "ema_update_ms": round(update_ms, 3),
-            "ema_share": round(update_ms / (step_ms + update_ms), 4)}
+            "ema_share": round(update_ms / (step_ms + update_ms), 4),
+            "grad_clip": limit, "grad_clip_ms": round(clip_ms, 3), "grad_clip_share": round(clip_ms / (step_ms + clip_ms), 4)}
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

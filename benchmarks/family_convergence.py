@@ -66,7 +66,7 @@ from vaekit.training.tuning import machine_name
 
 REPO = Path(__file__).resolve().parents[1]
 #: Settings of the family shown on the page (the rest are vaekit's defaults).
-SHOWN_SETTINGS = ("batch_size", "lr", "lr_schedule", "recon", "init", "ema_decay", "seed")
+SHOWN_SETTINGS = ("batch_size", "lr", "lr_schedule", "recon", "init", "ema_decay", "grad_clip", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -315,7 +315,7 @@ def write_results(path: Path, record: dict[str, Any]) -> list[Path]:
 
 
 #: Settings the command passes through ``--train-settings`` (the others are options of their own).
-PINNED_BY_TRAIN_SETTINGS = ("lr_schedule", "recon", "init", "ema_decay")
+PINNED_BY_TRAIN_SETTINGS = ("lr_schedule", "recon", "init", "ema_decay", "grad_clip")
 
 
 def continuation_command(command: str, arch: str, shown: dict[str, Any]) -> str:

@@ -75,7 +75,7 @@ REPO = Path(__file__).resolve().parents[1]
 MATCHED_TRAIN_KEYS = ("beta", "epochs", "seed", "lr", "lr_schedule", "batch_size", "recon", "init", "train_limit",
                       "kl_warmup_epochs", "grad_clip", "ema_decay")
 # The training settings results.md states (meta["train_settings"]).
-RECIPE_KEYS = ("lr", "batch_size", "init", "lr_schedule", "ema_decay")
+RECIPE_KEYS = ("lr", "batch_size", "init", "lr_schedule", "ema_decay", "grad_clip")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

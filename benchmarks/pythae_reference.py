@@ -190,9 +190,11 @@ def train_vaekit(variant: str, seed: int, epochs: int, batch_size: int, lr: floa
         trained = run.config["train"]  # the settings the run trained with, defaults included
         scores = _score(run, test_set)
     rates = [float(row["images_per_s"]) for row in result.metrics if row.get("images_per_s")]
-    averaging = f", EMA {trained['ema_decay']:g}" if trained.get("ema_decay") else ""
+    recipe = TrainConfig.from_dict(trained).comparable()  # init and clip as they resolved for the architecture
+    averaging = f", EMA {recipe['ema_decay']:g}" if recipe["ema_decay"] else ""
+    clipping = f", clip {recipe['grad_clip']:g}" if recipe["grad_clip"] else ""
     return {"trainer": f"vaekit {variant}", "settings": f"precision {precision}, "
-            f"init {TrainConfig.from_dict(trained).effective_init}{averaging}", "seed": seed, "epochs": epochs, **scores,
+            f"init {recipe['init']}{averaging}{clipping}", "seed": seed, "epochs": epochs, **scores,
             "train_images": train_limit or 60000, "images_per_s": round(statistics.median(rates), 1) if rates else None,
             "train_seconds": round(seconds, 1)}
 

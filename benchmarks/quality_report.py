@@ -40,7 +40,8 @@ KERAS_ANCHOR = {
 # The recipe of a results.json written before meta["train_settings"] existed: its runs' config.json files
 # record these settings, which were vaekit's training defaults when they were trained.
 RECIPE_OF_OLDER_RESULTS = {"lr": 1e-3, "batch_size": 128, "init": "vaekit", "lr_schedule": "constant",
-                           "ema_decay": None, "overrides": "init=vaekit,batch_size=128,ema_decay=none"}
+                           "ema_decay": None, "grad_clip": None,
+                           "overrides": "init=vaekit,batch_size=128,ema_decay=none,grad_clip=none"}
 
 
 def recipe(meta: dict[str, Any]) -> dict[str, Any]:
@@ -49,10 +50,12 @@ def recipe(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def recipe_text(settings: dict[str, Any]) -> str:
-    """``Adam, lr 0.001, batch 64, `pytorch` init, constant rate, weights averaged (EMA 0.999)``."""
+    """``Adam, lr 0.001, batch 64, `pytorch` init, constant rate, weights averaged (EMA 0.999), gradient norm clipped at 1000``."""
     averaging = f"weights averaged (EMA {settings['ema_decay']:g})" if settings["ema_decay"] else "no weight averaging"
+    clip = settings.get("grad_clip")  # absent from recipes written before it was a default: no clipping
+    clipping = f"gradient norm clipped at {clip:g}" if clip else "no gradient clipping"
     return (f"Adam, lr {settings['lr']:g}, batch {settings['batch_size']}, `{settings['init']}` init, "
-            f"{settings['lr_schedule']} learning rate, {averaging}")
+            f"{settings['lr_schedule']} learning rate, {averaging}, {clipping}")
 
 
 def keras_anchor(results_dir: Path) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from vaekit.errors import VaekitError
 from vaekit.files import read_json, write_json
 from vaekit.runs import Run, read_metrics
 from vaekit.training import TrainConfig
+from vaekit.training.config import options_since
 from vaekit.training.family import member_name
 from vaekit.training.series import TrainJob, member_state, train_jobs
 from vaekit.training.trainer import TrainingInterrupted
@@ -45,8 +46,9 @@ from vaekit.zoo import CARD_FILE, WEIGHTS_DIR
 
 EPOCHS = 30
 #: The shipped set's settings besides epochs, beta and latent size: the defaults when it was trained.
-RECIPE = {"init": "vaekit", "batch_size": 128, "ema_decay": None}
-RECIPE_FLAGS = ("--init", "vaekit", "--batch-size", "128", "--ema", "none")
+RECIPE = {"init": "vaekit", "batch_size": 128, "ema_decay": None, "grad_clip": None}
+#: The options that give :data:`RECIPE` under today's defaults (the cards' commands name them).
+RECIPE_FLAGS = tuple(options_since(RECIPE, "fashion28"))
 FAMILY_BETAS = (1, 2, 3, 5)
 FP16_TOLERANCE = 0.1  # nats of test -ELBO the fp16 copy may move
 IW_SAMPLES, IW_IMAGES = 1000, 200

@@ -111,6 +111,11 @@ def test_collapse_sweep_json_grows_seed_by_seed():
                                                 "test_elbo": 4.0}])
     assert [(r["init"], r.get("batch_size"), r["seed"], r["test_elbo"]) for r in both] == [
         ("keras", None, 5, 2.0), ("pytorch", 64, 1, 3.0), ("pytorch", None, 0, 270.0), ("pytorch", 128, 1, 4.0)]
+    # So is a gradient-norm limit; rows written before it count as unclipped.
+    clipped = sweep.merge_rows(both, [{**batch64[0], "grad_clip": 1000.0, "test_elbo": 5.0},
+                                      {**batch64[0], "grad_clip": None, "test_elbo": 6.0}])
+    assert [(r.get("grad_clip"), r["test_elbo"]) for r in clipped if r.get("batch_size") == 64] == [
+        (None, 6.0), (1000.0, 5.0)]
 
 
 def test_collapse_sweep_refuses_a_foreign_json_in_one_line(tmp_path):
@@ -132,3 +137,4 @@ def test_ema_cost_times_a_step_and_its_averaging_update(tmp_path):
         assert row["step_ms"] > 0 and row["ema_update_ms"] > 0 and row["threads"] == 1
         assert row["ema_share"] == pytest.approx(row["ema_update_ms"] / (row["step_ms"] + row["ema_update_ms"]),
                                                  abs=1e-3)
+        assert row["grad_clip"] == 1000.0 and 0 < row["grad_clip_ms"] < row["step_ms"]

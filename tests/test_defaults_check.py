@@ -103,10 +103,11 @@ def test_an_averaging_variant_scores_its_average_and_its_trained_weights(script,
 def test_the_table_names_each_variants_settings_and_its_3_epoch_result(script, checked):
     tmp, record = checked
     defaults = TrainConfig()
+    clip = f"{defaults.effective_grad_clip:g}" if defaults.effective_grad_clip else "none"
     page = (tmp / "check.md").read_text()
     assert (f"| default | init {defaults.effective_init}, batch {defaults.batch_size}, {defaults.lr_schedule} rate, "
-            f"EMA {defaults.ema_decay or 'none'} | 1 |") in page
-    assert "| init=keras,ema_decay=none | init keras, batch" in page and "rate, EMA none | 1 |" in page
+            f"EMA {defaults.ema_decay or 'none'}, clip {clip} | 1 |") in page
+    assert "| init=keras,ema_decay=none | init keras, batch" in page and "rate, EMA none, clip" in page
     # Only a constant-rate run's epoch 3 is a 3-epoch result; runs shorter than 3 epochs have none.
     rows = [{"variant": "a", "lr_schedule": "constant", "epoch_test_elbo": [270.0, 265.0, 263.0 + seed, 260.0]}
             for seed in (0, 1)]

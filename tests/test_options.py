@@ -335,9 +335,30 @@ def test_runtime_options_of_figure_commands_translate_too(tmp_path, capsys):
     assert _error_line(capsys).startswith("--device: unknown device 'gpu7'")
 
 
+def test_grad_clip_is_auto_none_or_a_number_and_auto_resolves_per_architecture(capsys):
+    assert config_from_args(TrainConfig, _parse("train")[0]).grad_clip == "auto"
+    for text, value in (("auto", "auto"), ("AUTO", "auto"), ("none", None), ("250", 250.0)):
+        assert config_from_args(TrainConfig, _parse("train", "--grad-clip", text)[0]).grad_clip == value
+    assert TrainConfig().effective_grad_clip == 1000.0 and TrainConfig(arch="nn3-128").effective_grad_clip is None
+    assert TrainConfig(grad_clip=None).effective_grad_clip is None and TrainConfig(grad_clip=5).effective_grad_clip == 5
+    # auto compares equal to the limit it stands for, so a run saved with --grad-clip 1000 is today's default.
+    assert TrainConfig(grad_clip=1000.0).comparable() == TrainConfig().comparable()
+    assert TrainConfig(grad_clip=None).comparable() != TrainConfig().comparable()
+    with pytest.raises(SystemExit) as exit_info:
+        _parse("train", "--grad-clip", "often")
+    assert exit_info.value.code == 2
+    assert "--grad-clip: expected auto, none or a number, got 'often'" in capsys.readouterr().err
+    for bad in ("always", -1.0, 0, True):
+        with pytest.raises(ConfigError, match="grad_clip must be"):
+            TrainConfig(grad_clip=bad).validate()
+
+
 def test_options_since_names_what_a_recipe_of_older_defaults_needs_today():
     old = {"batch_size": 128, "lr": 1e-3, "lr_schedule": "constant", "init": "vaekit"}  # saved before ema_decay
-    assert options_since(old, "fashion28") == ["--batch-size", "128", "--init", "vaekit", "--ema", "none"]
-    assert options_since({**TrainConfig().to_dict(), "init": "pytorch"}, "fashion28") == []
+    assert options_since(old, "fashion28") == ["--batch-size", "128", "--init", "vaekit", "--grad-clip", "none",
+                                               "--ema", "none"]
+    assert options_since({**TrainConfig().to_dict(), "init": "pytorch", "grad_clip": 1000}, "fashion28") == []
     assert options_since(TrainConfig().to_dict(), "nn3-128") == []
+    # Unclipped is what auto means on nn3-128, so an old recipe there needs no --grad-clip.
+    assert "--grad-clip" not in options_since({**old, "grad_clip": None}, "nn3-128")
     assert options_since({"init": "pytorch", "lr": 3e-4}, "nn3-128")[:4] == ["--lr", "0.0003", "--init", "pytorch"]

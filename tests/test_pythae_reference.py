@@ -58,7 +58,8 @@ def test_vaekit_rows_summary_and_missing_pythae(reference, fashion_mnist_dir, tm
     # The precision is whatever `auto` picks on this CPU; the rest of the row is fixed.
     defaults = TrainConfig()
     averaging = f", EMA {defaults.ema_decay:g}" if defaults.ema_decay else ""
-    assert re.search(rf"\| vaekit default \| precision \w+, init {defaults.effective_init}{averaging} \| 2 \| "
+    clipping = f", clip {defaults.effective_grad_clip:g}" if defaults.effective_grad_clip else ""
+    assert re.search(rf"\| vaekit default \| precision \w+, init {defaults.effective_init}{averaging}{clipping} \| 2 \| "
                      rf"{summary['test_elbo_mean']:.2f} ±", printed)
     assert "pythae rows left out" in printed
 

@@ -57,7 +57,12 @@ def test_member_state_new_complete_resume_and_refusals(tmp_path):
     with pytest.raises(ConfigError, match=r"trained with --init 'pytorch', not 'vaekit'"):
         member_state(tmp_path / "done", TrainConfig(**{**TINY, "init": "vaekit"}))
     assert TrainConfig(**{**TINY, "arch": "nn3-128"}).comparable()["init"] == "vaekit"
-    assert json.loads((tmp_path / "done" / "config.json").read_text())["resolved"]["init"] == "pytorch"
+    resolved = json.loads((tmp_path / "done" / "config.json").read_text())["resolved"]
+    assert (resolved["init"], resolved["grad_clip"]) == ("pytorch", 1000.0)
+    # So is grad_clip "auto": a run saved with the limit it resolves to is the same member; none is not.
+    assert member_state(tmp_path / "done", TrainConfig(**{**TINY, "grad_clip": 1000.0})) == "complete"
+    with pytest.raises(ConfigError, match=r"trained with --grad-clip 1000\.0, not None"):
+        member_state(tmp_path / "done", TrainConfig(**{**TINY, "grad_clip": None}))
     _copy_as(tmp_path / "done", tmp_path / "broken", "interrupted", checkpoint=False)
     with pytest.raises(RunDirError, match="but no checkpoint.pt to resume from; nothing was deleted"):
         member_state(tmp_path / "broken", config)

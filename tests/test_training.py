@@ -218,3 +218,24 @@ def test_a_run_whose_metrics_lack_a_newer_column_resumes_and_keeps_its_rows(tmp_
     assert [r["epoch"] for r in resumed] == ["1", "2"] and resumed[0]["test_elbo"] == rows[0]["test_elbo"]
     assert resumed[0]["threads"] == "" and int(resumed[1]["threads"]) >= 1
     assert vaekit.Run.open(run).metrics[0]["threads"] is None
+
+
+@pytest.mark.parametrize("arch, grad_clip, expected", [
+    ("fashion28", "auto", 1000.0), ("nn3-128", "auto", None), ("fashion28", None, None), ("fashion28", 0.5, 0.5)])
+def test_a_step_clips_the_gradient_norm_at_the_limit_grad_clip_resolves_to(monkeypatch, arch, grad_clip, expected):
+    from vaekit.models import build_model
+    from vaekit.training.step import prepare_images, train_step
+    from vaekit.training.tuning import make_optimizer
+
+    limits = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, limit, **kw: limits.append(limit) or clip(params, limit, **kw))
+    torch.manual_seed(0)
+    model = build_model(arch, latent_dim=2)
+    config = TrainConfig(arch=arch, grad_clip=grad_clip)
+    optimizer = make_optimizer(model, config.lr, False)
+    images = torch.randint(0, 256, (2, *model.image_shape), dtype=torch.uint8)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    train_step(model, optimizer, scaler, prepare_images(images, False), 1.0, config, torch.device("cpu"), "fp32")
+    assert limits == ([expected] if expected else [])

@@ -12,8 +12,10 @@ the field's name), typed from its annotation:
 * ``bool``: a switch, ``--field-name`` (``store_true``) when the default is
   False, ``--no-field-name`` (``store_false``) when it is True.
 
-A field's ``metadata`` may hold ``help``, ``choices``, ``metavar`` and
-``flag`` (the option string, when it is not the derived one). Help texts get
+A field's ``metadata`` may hold ``help``, ``choices``, ``metavar``,
+``flag`` (the option string, when it is not the derived one) and ``parse``
+(a function from the text to the value, for a field of several kinds such as
+``float | str | None``; its ``ValueError`` is shown after the flag). Help texts get
 ``(default: ...)`` appended unless they mention the default themselves.
 
 Library code raises :class:`~vaekit.errors.VaekitError` naming parameters as
@@ -224,9 +226,11 @@ def _argument_kwargs(field: dataclasses.Field, annotation: Any, default: Any) ->
     if typing.get_origin(kind) is typing.Literal:
         kwargs["choices"] = typing.get_args(kind)
         kind = type(kwargs["choices"][0])
-    if not isinstance(kind, type):
+    if "parse" in meta:  # a field of several kinds ("auto", "none" or a number) parses its own text
+        kwargs["type"] = _reporting_value_errors(meta["parse"])
+    elif not isinstance(kind, type):
         raise TypeError(f"field {field.name!r}: no command-line option for the type {annotation!r}")
-    if kind is not str:
+    elif kind is not str:
         kwargs["type"] = _or_none(kind) if kind is not annotation and "nargs" not in kwargs else kind
     if "choices" in meta:
         kwargs["choices"] = tuple(meta["choices"])
@@ -240,6 +244,17 @@ def _argument_kwargs(field: dataclasses.Field, annotation: Any, default: Any) ->
         kwargs["default"] = default
     kwargs["help"] = _help(meta.get("help"), default)
     return kwargs
+
+
+def _reporting_value_errors(parse: Any) -> Any:
+    """``parse`` as an argparse type whose ``ValueError`` message is shown as it is, after the flag."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
 
 
 def _or_none(kind: type) -> Any:

@@ -43,9 +43,10 @@ def train_step(model, optimizer, scaler, x: torch.Tensor, beta: float, config: T
     terms = vae_loss(output.logits, x, output.z_mean, output.z_log_var, beta, config.recon, config.gaussian_sigma)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(terms.loss if loss_scale == 1.0 else terms.loss * loss_scale).backward()
-    if config.grad_clip:
+    clip = config.effective_grad_clip
+    if clip:
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     scaler.step(optimizer)
     scaler.update()
     return terms

@@ -412,7 +412,9 @@ class Trainer(RankCoordination):
         if not is_main_process():
             return
         record = {"vaekit_version": __version__, "torch_version": torch.__version__, **self.extra_config,
-                  "train": self.config.to_dict(), "resolved": {"device": str(self.device), "world_size": self.world, "init": self.config.effective_init,
+                  "train": self.config.to_dict(), "resolved": {"device": str(self.device), "world_size": self.world,
+                                                              "init": self.config.effective_init,
+                                                              "grad_clip": self.config.effective_grad_clip,
                                                               "precision": self.precision,
                                                               "compile": self.compile,
                                                               "speed": self.speed.to_dict(),
