@@ -67,13 +67,14 @@ def test_an_unfinished_protocol_says_so_and_the_best_score_is_named(shapes_proto
     assert "**Incomplete**: 1 class so far" in page and "\nvaekit anomaly-protocol --out X\n" in page
     recipe = record["recipe"]
     assert f"batch {recipe['batch_size']}, lr {recipe['lr']} ({recipe['lr_schedule']}), init `{recipe['init']}`" in page
+    assert record["arch"] == "fashion28" and recipe["grad_clip"] == 1000.0  # the recipe holds auto resolved
     record["recipe"].update(ema_decay=0.99)
-    assert ", EMA 0.99, precision" in protocol_mod.protocol_table(record)
-    record["recipe"].update(ema_decay=None)
+    assert ", EMA 0.99, gradient norm clipped at 1000, precision" in protocol_mod.protocol_table(record)
+    record["recipe"].update(ema_decay=None, grad_clip=None)
     page_of_old_defaults = protocol_mod.protocol_table(record)
-    assert ", no weight averaging, precision" in page_of_old_defaults
+    assert ", no weight averaging, no gradient clipping, precision" in page_of_old_defaults
     # A recipe whose defaults have changed since names the options that train it again today.
-    assert "to train the same models today, add `--ema none`." in page_of_old_defaults
+    assert "to train the same models today, add `--grad-clip none --ema none`." in page_of_old_defaults
     assert "to train the same models today" not in page
     best = max(record["mean"], key=record["mean"].get)
     assert f"Best mean: **{protocol_mod.SCORE_TITLES[best]}**, {record['mean'][best]:.3f}." in page

@@ -157,7 +157,7 @@ def test_train_settings_pin_the_recipe_and_the_page_states_it(model_quality, tin
     assert f"--train-settings {pinned}" in model_quality.command_line(args)
     assert model_quality.train_settings(args) == {"lr": config.lr, "batch_size": 32, "init": "keras",
                                                    "lr_schedule": config.lr_schedule, "ema_decay": 0.99,
-                                                   "overrides": pinned}
+                                                   "grad_clip": 1000.0, "overrides": pinned}
     # The tiny grid ran with the defaults, and its page says which they were.
     data = json.loads((tiny_grid / "results.json").read_text())
     defaults = model_quality.train_settings(model_quality.parse_args([]))
@@ -169,7 +169,7 @@ def test_train_settings_pin_the_recipe_and_the_page_states_it(model_quality, tin
     model_quality.render(tmp_path)
     page = (tmp_path / "results.md").read_text()
     assert f"defaults with `--train-settings {pinned}`: Adam, lr 0.001, batch 32, `keras` init" in page
-    assert "weights averaged (EMA 0.99)" in page and "| Adam 0.001, batch 32 |" in page
+    assert "weights averaged (EMA 0.99), gradient norm clipped at 1000," in page and "| Adam 0.001, batch 32 |" in page
 
 
 def test_a_bad_train_setting_is_one_line_naming_the_option(model_quality):
