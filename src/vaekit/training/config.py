@@ -51,7 +51,6 @@ def parse_grad_clip(text: str) -> float | str | None:
         raise ValueError(f"expected auto, none or a number, got '{text}'") from None
 
 
-
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved in ``config.json``).
