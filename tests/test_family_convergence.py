@@ -64,7 +64,7 @@ def test_the_page_is_rendered_from_the_json_alone(script, grown):
     tmp, _, record = grown
     page = (tmp / "family.md").read_text()
     assert "| 4 | `vae_model_fashion28_w4` | 2 |" in page
-    assert "init pytorch, ema decay 0.9, seed 0" in page
+    assert "init pytorch, ema decay 0.9, grad clip 1000.0, seed 0" in page  # auto, as fashion28 resolves it
     assert "from `family.json`" in page and "CelebA" not in page  # the licence note is for CelebA only
     assert f"{record['members'][0]['final']['elbo']:.1f}" in page
     (tmp / "family.md").unlink()
@@ -72,7 +72,7 @@ def test_the_page_is_rendered_from_the_json_alone(script, grown):
     assert (tmp / "family.md").read_text() == page
     # A record written before ema_decay existed: its runs trained without averaging, and the page says so.
     del record["meta"]["settings"]["ema_decay"]
-    assert "init pytorch, seed 0, ema decay none;" in script.render_markdown(record)
+    assert "init pytorch, grad clip 1000.0, seed 0, ema decay none;" in script.render_markdown(record)
 
 
 def test_bad_options_are_one_line_errors(script, tmp_path, capsys):
