@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from vaekit import TrainConfig, train
+from vaekit.errors import VaekitError
 from vaekit.training.config import parse_grad_clip
 
 
@@ -62,6 +63,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
 
+    try:  # a bad option is one line, before any training
+        for init in args.inits:
+            TrainConfig(arch="fashion28", epochs=args.epochs, batch_size=args.batch_size, grad_clip=args.grad_clip,
+                        init=init).validate()
+    except VaekitError as error:
+        raise SystemExit(f"collapse_sweep: error: {error}") from None
     root = args.out or Path(tempfile.mkdtemp(prefix="vaekit-collapse-"))
     rows = []
     print("| init | seed | test -ELBO (nats) | KL | active units | dead encoder units | collapsed |")

@@ -279,20 +279,10 @@ def settings_since(recipe: dict[str, Any], arch: str, fields: Sequence[str] = RE
 def options_since(recipe: dict[str, Any], arch: str) -> list[str]:
     """Command-line options that train ``recipe`` again under today's defaults.
 
-    Parameters
-    ----------
-    recipe
-        Saved training settings (a run's or a published result's), ``init``
-        as trained.
-    arch
-        The architecture they trained, which ``init="auto"`` depends on.
-
-    Returns
-    -------
-    list of str
-        ``["--batch-size", "128", "--init", "vaekit", "--grad-clip", "none",
-        "--ema", "none"]`` for a recipe of the old defaults on ``fashion28``;
-        empty when today's defaults are the recipe.
+    ``recipe`` and ``arch`` are as for :func:`settings_since`, whose settings
+    this spells as flags: ``["--batch-size", "128", "--init", "vaekit",
+    "--grad-clip", "none", "--ema", "none"]`` for a recipe of the old
+    defaults on ``fashion28``; empty when today's defaults are the recipe.
     """
     flags = {f.name: f.metadata.get("flag", "--" + f.name.replace("_", "-")) for f in dataclasses.fields(TrainConfig)}
     words: list[str] = []
