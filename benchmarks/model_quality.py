@@ -84,8 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="where models train and are measured (default: auto)")
     parser.add_argument("--latent-dims", type=int, nargs="+", default=list(quality_report.FULL_LATENTS))
     parser.add_argument("--betas", type=float, nargs="+", default=list(quality_report.FULL_BETAS))
-    parser.add_argument("--cells", nargs="+", default=None, metavar="LATENT:BETA",
-                        help="explicit cells instead of the latent-dims x betas grid, e.g. 2:1 8:1")
+    parser.add_argument("--cells", nargs="+", default=None, metavar="LATENT:BETA[:SEEDS]",
+                        help="explicit cells instead of the latent-dims x betas grid, e.g. 2:1 8:1; a cell's "
+                             "own seeds after a second colon (2:1:0,1,2) replace --seeds for that cell")
     parser.add_argument("--epochs", type=int, default=quality_report.FULL_EPOCHS)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(quality_report.FULL_SEEDS))
     parser.add_argument("--holdout", default=None, metavar="CLASS",
@@ -115,17 +116,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.iw_images = None if args.iw_images == "all" else int(args.iw_images)
     args.train_overrides = parse_variant(args.train_settings, "--train-settings") if args.train_settings else {}
-    args.grid = [_cell(text) for text in args.cells] if args.cells else \
-        [(latent, beta) for latent in args.latent_dims for beta in args.betas]
+    cells = [_cell(text, args.seeds) for text in args.cells] if args.cells else \
+        [(latent, beta, tuple(args.seeds)) for latent in args.latent_dims for beta in args.betas]
+    args.grid = [(latent, beta) for latent, beta, _ in cells]
+    args.cell_seeds = {(latent, beta): seeds for latent, beta, seeds in cells}
     return args
 
 
-def _cell(text: str) -> tuple[int, float]:
-    latent, _, beta = text.partition(":")
+def _cell(text: str, default_seeds: list[int]) -> tuple[int, float, tuple[int, ...]]:
     try:
-        return int(latent), float(beta)
+        latent, beta, *seeds = text.split(":")
+        if len(seeds) > 1 or (seeds and not seeds[0]):
+            raise ValueError
+        return int(latent), float(beta), tuple(int(seed) for seed in seeds[0].split(",")) if seeds else \
+            tuple(default_seeds)
     except ValueError:
-        raise SystemExit(f"--cells: expected LATENT:BETA such as 8:1, got '{text}'") from None
+        raise SystemExit(f"--cells: expected LATENT:BETA or LATENT:BETA:SEED,SEED such as 8:1 or 2:1:0,1,2, "
+                         f"got '{text}'") from None
+
+
+def planned_runs(args: argparse.Namespace) -> list[tuple[int, float, int]]:
+    """Every (latent, beta, seed) of the grid, seed by seed, so that a cut-short grid has the first seed of every cell."""
+    seeds = sorted({seed for cell_seeds in args.cell_seeds.values() for seed in cell_seeds})
+    return [(latent, beta, seed) for seed in seeds for latent, beta in args.grid
+            if seed in args.cell_seeds[latent, beta]]
 
 
 def _repo_path(path: Path) -> str:
@@ -136,7 +150,9 @@ def _repo_path(path: Path) -> str:
 def command_line(args: argparse.Namespace) -> str:
     """The exact command that reproduces these results (explicit options, repository-relative paths)."""
     parts = ["python", "benchmarks/model_quality.py", "--device", args.device]
-    parts += ["--cells", *[f"{latent}:{beta:g}" for latent, beta in args.grid]]
+    own_seeds = {cell: "" if list(seeds) == args.seeds else ":" + ",".join(map(str, seeds))
+                 for cell, seeds in args.cell_seeds.items()}
+    parts += ["--cells", *[f"{latent}:{beta:g}{own_seeds[latent, beta]}" for latent, beta in args.grid]]
     parts += ["--epochs", str(args.epochs), "--seeds", *map(str, args.seeds)]
     parts += ["--iw-samples", str(args.iw_samples), "--iw-images", str(args.iw_images or "all")]
     parts += ["--probe-train", str(args.probe_train), "-k", str(args.k)]
@@ -208,11 +224,10 @@ def _reusable(args: argparse.Namespace, run_dir: Path, config: TrainConfig) -> P
 def train_all_at_once(args: argparse.Namespace) -> dict[Path, float]:
     """With ``--jobs N`` above 1: train every missing cell first, N at a time; return their seconds."""
     todo = []
-    for seed in args.seeds:
-        for latent, beta in args.grid:
-            config, run_dir = cell_config(args, latent, beta, seed), cell_dir(args, latent, beta, seed)
-            if _reusable(args, run_dir, config) is None:
-                todo.append(TrainJob(config, run_dir))
+    for latent, beta, seed in planned_runs(args):
+        config, run_dir = cell_config(args, latent, beta, seed), cell_dir(args, latent, beta, seed)
+        if _reusable(args, run_dir, config) is None:
+            todo.append(TrainJob(config, run_dir))
     if todo:
         print(f"training {len(todo)} runs, {args.jobs} at a time", flush=True)
     return {job.run_dir: seconds for job, seconds in zip(todo, train_jobs(todo, args.jobs))}
@@ -325,7 +340,10 @@ def write_results(results_dir: Path, data: dict[str, Any]) -> list[Path]:
 
 def render(results_dir: Path) -> list[Path]:
     """Write ``results.md`` and the rate-distortion PNG from ``results.json`` alone."""
-    data = read_json(results_dir / "results.json")
+    json_path = results_dir / "results.json"
+    if not json_path.is_file():
+        raise SystemExit(f"{json_path}: not found; run the grid first (--render-only rewrites an existing page)")
+    data = read_json(json_path)
     md_path, png_path = results_dir / "results.md", results_dir / quality_report.FIGURE_FILE
     atomic_write_text(md_path, quality_report.render_markdown(data))
     quality_report.write_figure(data, png_path)
@@ -336,7 +354,8 @@ def build_meta(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset], r
                started: float) -> dict[str, Any]:
     device = resolve_device(args.device)
     return {
-        "command": command_line(args), "epochs": args.epochs, "seeds": args.seeds, "holdout": args.holdout,
+        "command": command_line(args), "epochs": args.epochs,
+        "seeds": sorted({seed for _, _, seed in planned_runs(args)}), "holdout": args.holdout,
         "train_limit": args.train_limit, "iw_samples": args.iw_samples, "iw_images": args.iw_images,
         "anomaly_iw_samples": args.anomaly_iw_samples, "anomaly_limit": args.anomaly_limit, "k": args.k,
         "probe_train": len(data["probe_train"]), "train_images": len(data["train_in"]),
@@ -360,18 +379,17 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
 def run_grid(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset]) -> list[dict[str, Any]]:
     rows = []
     trained = train_all_at_once(args) if args.jobs > 1 else {}
-    for seed in args.seeds:
-        for latent, beta in args.grid:
-            cell_started = time.perf_counter()
-            run_dir, timing = train_cell(args, latent, beta, seed, trained)
-            row = {"latent_dim": latent, "beta": beta, "seed": seed, "epochs": args.epochs,
-                   "train_images": len(data["train_in"]), "run": _repo_path(run_dir), **timing}
-            row.update(measure_cached(args, run_dir, data))
-            row["cell_seconds"] = round(time.perf_counter() - cell_started, 1)
-            rows.append(row)
-            print(f"latent {latent:2d} beta {beta:g} seed {seed}: -ELBO {row['elbo']:.1f}  IWAE {row['iwae']:.1f}  "
-                  f"AU {row['active_units']}  kNN {row['knn']:.3f} (PCA {row['pca_knn']:.3f})  "
-                  f"[{row['cell_seconds']:.0f} s{', reused run' if row['reused_run'] else ''}]", flush=True)
+    for latent, beta, seed in planned_runs(args):
+        cell_started = time.perf_counter()
+        run_dir, timing = train_cell(args, latent, beta, seed, trained)
+        row = {"latent_dim": latent, "beta": beta, "seed": seed, "epochs": args.epochs,
+               "train_images": len(data["train_in"]), "run": _repo_path(run_dir), **timing}
+        row.update(measure_cached(args, run_dir, data))
+        row["cell_seconds"] = round(time.perf_counter() - cell_started, 1)
+        rows.append(row)
+        print(f"latent {latent:2d} beta {beta:g} seed {seed}: -ELBO {row['elbo']:.1f}  IWAE {row['iwae']:.1f}  "
+              f"AU {row['active_units']}  kNN {row['knn']:.3f} (PCA {row['pca_knn']:.3f})  "
+              f"[{row['cell_seconds']:.0f} s{', reused run' if row['reused_run'] else ''}]", flush=True)
     return rows
 
 

@@ -132,7 +132,7 @@ def how_made(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         "page and the figure from `results.json`)", "",
         f"* **Model and training**: `fashion28`, {whose}: {recipe_text(settings)}, Bernoulli likelihood = the "
         f"seed's binary cross-entropy; **{_plural(meta['epochs'], 'epoch')}** "
-        f"on {held}; seeds {', '.join(map(str, meta['seeds']))}. {reused} of {len(rows)} runs were reused "
+        f"on {held}; {seeds_text(rows)}; {precision_text(rows)}. {reused} of {len(rows)} runs were reused "
         "(finished runs with exactly these settings)" + (
             "; they were trained earlier, possibly on a shared machine, and each run's `config.json` records "
             "where and with how many threads." if reused else "."),
@@ -148,6 +148,25 @@ def how_made(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         f"{meta['date']}. Wall time of the whole script: **{meta['wall_minutes']:.1f} min**. `train s` in the per-seed "
         "table is the training loop alone, as recorded by the run (also for reused runs).",
     ]
+
+
+def seeds_text(rows: list[dict[str, Any]]) -> str:
+    """``seeds 0, 1, 2``, or which cells have which seeds when they differ."""
+    by_seeds: dict[tuple[int, ...], list[str]] = {}
+    for (latent, beta), group in cells(rows).items():
+        by_seeds.setdefault(tuple(r["seed"] for r in group), []).append(f"{latent}:{beta:g}")
+    if len(by_seeds) == 1:
+        return f"seeds {', '.join(map(str, next(iter(by_seeds))))}"
+    return "seeds " + "; ".join(f"{', '.join(map(str, seeds))} (cells {', '.join(names)})"
+                                for seeds, names in by_seeds.items())
+
+
+def precision_text(rows: list[dict[str, Any]]) -> str:
+    """The training precision of the runs (``--precision auto`` measures and picks it per machine)."""
+    precisions = sorted({r["precision"] for r in rows})
+    return "trained in " + " and ".join(f"**{p}**" for p in precisions) + (
+        " (bf16 autocast, which `--precision auto` measured as the faster on the machine that trained it)"
+        if "bf16" in precisions else "")
 
 
 def cell_table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:

@@ -177,3 +177,38 @@ def test_a_bad_train_setting_is_one_line_naming_the_option(model_quality):
         model_quality.cell_config(model_quality.parse_args(["--train-settings", "batch_size=0"]), 2, 1.0, 0)
     with pytest.raises(SystemExit, match="^--train-settings: 'colour=red' is not NAME=VALUE"):
         model_quality.parse_args(["--train-settings", "colour=red"])
+
+
+def test_a_cell_can_have_its_own_seeds_and_the_command_says_so(model_quality):
+    args = model_quality.parse_args(["--cells", "2:1:0,1,2", "8:1", "32:5", "--seeds", "0"])
+    # Seed by seed: a grid cut short still has the first seed of every cell.
+    assert model_quality.planned_runs(args) == [(2, 1.0, 0), (8, 1.0, 0), (32, 5.0, 0), (2, 1.0, 1), (2, 1.0, 2)]
+    command = model_quality.command_line(args)
+    assert "--cells 2:1:0,1,2 8:1 32:5 " in command and "--seeds 0 " in command
+    again = model_quality.parse_args(command.split()[2:])
+    assert model_quality.planned_runs(again) == model_quality.planned_runs(args)
+    everywhere = model_quality.parse_args(["--cells", "2:1", "8:1", "--seeds", "0", "1"])
+    assert model_quality.planned_runs(everywhere) == [(2, 1.0, 0), (8, 1.0, 0), (2, 1.0, 1), (8, 1.0, 1)]
+
+
+@pytest.mark.parametrize("cell", ["2", "2:x", "2:1:", "2:1:0,a", "2:1:0:1"])
+def test_a_bad_cell_is_one_line_naming_the_option(model_quality, cell):
+    with pytest.raises(SystemExit, match=f"^--cells: expected LATENT:BETA .* got '{cell}'$"):
+        model_quality.parse_args(["--cells", cell])
+
+
+def test_render_only_without_results_names_the_missing_file(model_quality, tmp_path):
+    with pytest.raises(SystemExit, match=r"results\.json: not found; run the grid first"):
+        model_quality.main(["--render-only", "--results-dir", str(tmp_path)])
+
+
+def test_the_page_states_seeds_per_cell_and_the_training_precision(tiny_grid):
+    quality_report = load_script("benchmarks/quality_report.py")
+    rows = json.loads((tiny_grid / "results.json").read_text())["rows"]
+    assert quality_report.seeds_text(rows) == "seeds 0, 1"
+    other_cell = [{**rows[0], "latent_dim": 8}]
+    assert quality_report.seeds_text(rows + other_cell) == "seeds 0, 1 (cells 2:1); 0 (cells 8:1)"
+    page = (tiny_grid / "results.md").read_text()
+    assert f"trained in **{rows[0]['precision']}**" in page
+    assert "measured as the faster" in quality_report.precision_text([{**rows[0], "precision": "bf16"}])
+    assert quality_report.precision_text([{**rows[0], "precision": "fp32"}]) == "trained in **fp32**"
