@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 from vaekit import TrainConfig, train
+from vaekit.cli.options import add_dataclass_options
 from vaekit.errors import VaekitError
-from vaekit.training.config import parse_grad_clip
 
 
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
@@ -56,8 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--inits", nargs="+", default=["keras", "vaekit"])
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--grad-clip", type=parse_grad_clip, default="auto",
-                        help="as vaekit train's (default auto: 1000 on fashion28; none: off)")
+    add_dataclass_options(parser, TrainConfig, include=["grad_clip"])  # vaekit train's --grad-clip, declared once
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")

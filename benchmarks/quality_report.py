@@ -12,6 +12,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from vaekit.training.config import ema_and_clip_text
+
 FIGURE_FILE = "results_rate_distortion.png"
 
 # The full protocol of the issue "Research-grade results", item 1.
@@ -51,11 +53,8 @@ def recipe(meta: dict[str, Any]) -> dict[str, Any]:
 
 def recipe_text(settings: dict[str, Any]) -> str:
     """``Adam, lr 0.001, batch 64, `pytorch` init, constant rate, weights averaged (EMA 0.999), gradient norm clipped at 1000``."""
-    averaging = f"weights averaged (EMA {settings['ema_decay']:g})" if settings["ema_decay"] else "no weight averaging"
-    clip = settings.get("grad_clip")  # absent from recipes written before it was a default: no clipping
-    clipping = f"gradient norm clipped at {clip:g}" if clip else "no gradient clipping"
     return (f"Adam, lr {settings['lr']:g}, batch {settings['batch_size']}, `{settings['init']}` init, "
-            f"{settings['lr_schedule']} learning rate, {averaging}, {clipping}")
+            f"{settings['lr_schedule']} learning rate, {ema_and_clip_text(settings)}")
 
 
 def keras_anchor(results_dir: Path) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def test_an_unfinished_protocol_says_so_and_the_best_score_is_named(shapes_proto
     assert f"batch {recipe['batch_size']}, lr {recipe['lr']} ({recipe['lr_schedule']}), init `{recipe['init']}`" in page
     assert record["arch"] == "fashion28" and recipe["grad_clip"] == 1000.0  # the recipe holds auto resolved
     record["recipe"].update(ema_decay=0.99)
-    assert ", EMA 0.99, gradient norm clipped at 1000, precision" in protocol_mod.protocol_table(record)
+    assert ", weights averaged (EMA 0.99), gradient norm clipped at 1000, precision" in protocol_mod.protocol_table(record)
     record["recipe"].update(ema_decay=None, grad_clip=None)
     page_of_old_defaults = protocol_mod.protocol_table(record)
     assert ", no weight averaging, no gradient clipping, precision" in page_of_old_defaults

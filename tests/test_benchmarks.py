@@ -127,6 +127,18 @@ def test_collapse_sweep_refuses_a_foreign_json_in_one_line(tmp_path):
     assert sweep.read_rows(tmp_path / "new.json") == []
 
 
+@pytest.mark.parametrize("value, message", [
+    ("often", "collapse_sweep.py: error: argument --grad-clip: expected auto, none or a number, got 'often'"),
+    ("-1", "collapse_sweep: error: grad_clip must be auto, none or a positive number, got -1.0"),
+])
+def test_collapse_sweep_refuses_a_bad_grad_clip_in_one_line_before_training(value, message, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "collapse_sweep.py"), "--grad-clip", value,
+                           "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == message
+    assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
+
+
 def test_ema_cost_times_a_step_and_its_averaging_update(tmp_path):
     ema_cost = load_script("benchmarks/ema_cost.py")
     out = tmp_path / "ema.json"

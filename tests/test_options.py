@@ -24,7 +24,7 @@ from vaekit.cli.options import (
     translate_error,
 )
 from vaekit.errors import ConfigError, DataError, VaekitError
-from vaekit.training.config import TrainConfig, options_since
+from vaekit.training.config import TrainConfig, ema_and_clip_text, options_since
 
 # A value other than the default for every TrainConfig field.
 NON_DEFAULT = {
@@ -362,3 +362,13 @@ def test_options_since_names_what_a_recipe_of_older_defaults_needs_today():
     # Unclipped is what auto means on nn3-128, so an old recipe there needs no --grad-clip.
     assert "--grad-clip" not in options_since({**old, "grad_clip": None}, "nn3-128")
     assert options_since({"init": "pytorch", "lr": 3e-4}, "nn3-128")[:4] == ["--lr", "0.0003", "--init", "pytorch"]
+
+
+def test_every_results_page_words_averaging_and_clipping_one_way():
+    today = TrainConfig(arch="fashion28").comparable()
+    assert ema_and_clip_text(today) == (f"weights averaged (EMA {today['ema_decay']:g}), "
+                                        f"gradient norm clipped at {today['grad_clip']:g}")
+    # A recipe saved before either setting existed trained without them.
+    assert ema_and_clip_text({"lr": 1e-3}) == "no weight averaging, no gradient clipping"
+    assert ema_and_clip_text({"ema_decay": 0.99, "grad_clip": None}) == \
+        "weights averaged (EMA 0.99), no gradient clipping"

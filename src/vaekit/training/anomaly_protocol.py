@@ -41,7 +41,7 @@ from vaekit.guard import writer_lock
 from vaekit.models.spec import get_arch
 from vaekit.runs.run import Run, read_metrics
 from vaekit.runtime import resolve_device
-from vaekit.training.config import TrainConfig, options_since
+from vaekit.training.config import TrainConfig, ema_and_clip_text, options_since
 from vaekit.training.series import (
     SeriesInterrupted,
     TrainJob,
@@ -345,13 +345,10 @@ def _caption(record: dict[str, Any]) -> list[str]:
     limit = f", the first {recipe['train_limit']} training images" if recipe.get("train_limit") else ""
     count = record.get("training_threads")
     threads = f"; each model trained with {count} thread{'s' * (count != 1)}" if count else ""
-    averaging = f"EMA {recipe['ema_decay']:g}" if recipe.get("ema_decay") else "no weight averaging"
-    clip = recipe.get("grad_clip")  # resolved (comparable); absent from records older than the field
-    clipping = f"gradient norm clipped at {clip:g}" if clip else "no gradient clipping"
     lines = [f"**Recipe**: {record['dataset']}, `{record['arch']}`, latent {record['latent_dim']}, "
              f"beta {recipe.get('beta')}, {recipe.get('epochs')} epochs{limit}, batch {recipe.get('batch_size')}, "
              f"lr {recipe.get('lr')} ({recipe.get('lr_schedule') or 'constant'}), init `{recipe.get('init')}`, "
-             f"{averaging}, {clipping}, precision `{recipe.get('precision')}`, seed {recipe.get('seed')}; each row's model is "
+             f"{ema_and_clip_text(recipe)}, precision `{recipe.get('precision')}`, seed {recipe.get('seed')}; each row's model is "
              "trained without that class, whose test images are the anomalies (1 is perfect, 0.5 chance).",
              "",
              f"**Scores**: {record['test_images']} {record.get('split', 'test')} images scored by each model; "

@@ -276,6 +276,27 @@ def settings_since(recipe: dict[str, Any], arch: str, fields: Sequence[str] = RE
             if f.name in fields and trained[f.name] != today[f.name]}
 
 
+def ema_and_clip_text(recipe: dict[str, Any]) -> str:
+    """How a recipe averages weights and clips gradients, in the words every results page uses.
+
+    Parameters
+    ----------
+    recipe
+        Saved training settings with ``grad_clip`` resolved (as
+        :meth:`TrainConfig.comparable` gives it); a key the recipe lacks
+        predates the setting, which was then off.
+
+    Returns
+    -------
+    str
+        ``weights averaged (EMA 0.999), gradient norm clipped at 1000``, or
+        ``no weight averaging, no gradient clipping``.
+    """
+    decay, clip = recipe.get("ema_decay"), recipe.get("grad_clip")
+    averaging = f"weights averaged (EMA {decay:g})" if decay else "no weight averaging"
+    return averaging + (f", gradient norm clipped at {clip:g}" if clip else ", no gradient clipping")
+
+
 def options_since(recipe: dict[str, Any], arch: str) -> list[str]:
     """Command-line options that train ``recipe`` again under today's defaults.
 
