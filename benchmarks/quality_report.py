@@ -8,6 +8,7 @@ and the figure exactly. Figures use matplotlib's object API (never pyplot).
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ FULL_EPOCHS = 30
 FULL_TRAIN_IMAGES = 60000
 FULL_TEST_IMAGES = 10000
 FULL_IW_SAMPLES = 5000
-FULL_COMMAND = "python benchmarks/model_quality.py --device cuda --reuse build/pretrained"
+FULL_COMMAND = "python benchmarks/model_quality.py --device cuda"
 
 # The Keras anchor: the seed's Keras model (the report this project ports), trained with the report's
 # settings (Adam lr 1e-3, batch 128, 30 epochs, all 60,000 training images, latent 2, beta 1). Its test
@@ -335,6 +336,20 @@ def not_measured(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
             f"K = {FULL_IW_SAMPLES} on all {FULL_TEST_IMAGES:,} test images. Missing from this page:", "",
             *lines, "", *([estimate, ""] if estimate else []),
             "The command that completes it (its defaults are the full protocol; finished runs with the same settings, "
-            "here or in the `--reuse` folders such as the pretrained family of `scripts/build_pretrained.py`, are "
-            "reused and finished measurements are kept, so an interrupted grid continues):", "",
-            "```", FULL_COMMAND, "```"]
+            "in its `--out` folder or in the `--reuse` folders, are reused and finished measurements are kept, so an "
+            "interrupted grid continues):", "",
+            "```", completing_command(meta), "```"]
+
+
+def completing_command(meta: dict[str, Any]) -> str:
+    """The full protocol with this page's recipe, reusing the runs this page reused."""
+    words = shlex.split(meta["command"])
+    reuse = []
+    if "--reuse" in words:
+        for word in words[words.index("--reuse") + 1:]:
+            if word.startswith("--"):
+                break
+            reuse.append(word)
+    overrides = recipe(meta).get("overrides")
+    return shlex.join([*shlex.split(FULL_COMMAND), *(["--train-settings", overrides] if overrides else []),
+                       *(["--reuse", *reuse] if reuse else [])])

@@ -85,7 +85,9 @@ def test_not_measured_yet_names_what_is_missing(tiny_grid):
     assert "seed 2 not run" in missing
     assert "1 epoch (< 30)" in missing and "train_limit 300" in missing
     assert "K = 4 (< 5000)" in missing and "16 of 10,000 test images" in missing
-    assert "h of training" in missing and "--reuse build/pretrained" in missing
+    assert "h of training" in missing
+    # The grid ran with today's defaults and reused nothing: the full protocol is the script's defaults.
+    assert "```\npython benchmarks/model_quality.py --device cuda\n```" in missing
     assert "Not comparable yet" in page and "260.76" in page  # the Keras anchor row
 
 
@@ -212,3 +214,12 @@ def test_the_page_states_seeds_per_cell_and_the_training_precision(tiny_grid):
     assert f"trained in **{rows[0]['precision']}**" in page
     assert "measured as the faster" in quality_report.precision_text([{**rows[0], "precision": "bf16"}])
     assert quality_report.precision_text([{**rows[0], "precision": "fp32"}]) == "trained in **fp32**"
+
+
+def test_the_completing_command_keeps_the_pages_recipe_and_reuse_folders():
+    quality_report = load_script("benchmarks/quality_report.py")
+    meta = {"command": "python benchmarks/model_quality.py --cells 2:1 --reuse build/a 'b c' --seeds 0",
+            "train_settings": {"overrides": "init=vaekit,batch_size=128"}}
+    assert quality_report.completing_command(meta) == ("python benchmarks/model_quality.py --device cuda "
+                                                       "--train-settings init=vaekit,batch_size=128 "
+                                                       "--reuse build/a 'b c'")
