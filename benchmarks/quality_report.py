@@ -145,8 +145,9 @@ def how_made(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         f"* **Probes**: k-NN (k = {meta['k']}) and logistic-regression label accuracy of z_mean, fitted on "
         f"{meta['probe_train']:,} training images, against PCA of the pixels with as many components as latent units.",
         f"* **Machine**: {meta['machine']} ({meta['device']}); torch {meta['torch']}, {meta['threads']} threads; "
-        f"{meta['date']}. Wall time of the whole script: **{meta['wall_minutes']:.1f} min**. `train s` in the per-seed "
-        "table is the training loop alone, as recorded by the run (also for reused runs).",
+        f"{meta['date']}. Wall time of the whole script: **{meta['wall_minutes']:.1f} min**; the training loops of "
+        f"all {len(rows)} runs took {sum(r['train_loop_seconds'] for r in rows) / 3600:.1f} h. `train s` in the "
+        "per-seed table is the training loop alone, as recorded by the run (also for reused runs).",
     ]
 
 
@@ -220,10 +221,19 @@ def anchor_section(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str
         f"| {meta['train_images']:,} | Adam {settings['lr']:g}, batch {settings['batch_size']} | {ours} "
         f"| {collapsed} of {len(group)} |",
         "",
-        "Same settings as the anchor." if settings_match else
+        anchor_comparison(anchor, settings) if settings_match else
         "**Not comparable yet**: the vaekit row did not train with the anchor's settings (epochs or training "
         "images differ); see *Not measured yet*.",
     ]
+
+
+def anchor_comparison(anchor: dict[str, Any], settings: dict[str, Any]) -> str:
+    """Whether the vaekit row also shares the anchor's optimiser settings, or is vaekit's recipe on the same budget."""
+    if (settings["lr"], settings["batch_size"]) == (anchor["lr"], anchor["batch_size"]):
+        return "Same settings as the anchor."
+    return (f"Same epochs and training images as the anchor; vaekit trains with its own recipe (batch "
+            f"{settings['batch_size']}, lr {settings['lr']:g}, see above), the anchor with the report's (batch "
+            f"{anchor['batch_size']}, lr {anchor['lr']:g}).")
 
 
 def anomaly_table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:

@@ -223,3 +223,12 @@ def test_the_completing_command_keeps_the_pages_recipe_and_reuse_folders():
     assert quality_report.completing_command(meta) == ("python benchmarks/model_quality.py --device cuda "
                                                        "--train-settings init=vaekit,batch_size=128 "
                                                        "--reuse build/a 'b c'")
+
+
+def test_the_anchor_row_says_whether_the_optimiser_settings_match_too():
+    quality_report = load_script("benchmarks/quality_report.py")
+    anchor = quality_report.KERAS_ANCHOR
+    assert quality_report.anchor_comparison(anchor, {"lr": 1e-3, "batch_size": 128}) == "Same settings as the anchor."
+    differs = quality_report.anchor_comparison(anchor, {"lr": 1e-3, "batch_size": 64})
+    assert differs.startswith("Same epochs and training images as the anchor") and "(batch 64, lr 0.001" in differs
+    assert "(batch 128, lr 0.001)" in differs
