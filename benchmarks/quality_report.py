@@ -299,6 +299,16 @@ def _shortfalls(meta: dict[str, Any], row: dict[str, Any]) -> list[str]:
     return short
 
 
+def _plural_list(word: str, items: tuple[int, ...] | list[int]) -> str:
+    return f"{word}{'' if len(items) == 1 else 's'} {', '.join(map(str, items))}"
+
+
+def runs_text(rows: list[dict[str, Any]]) -> str:
+    """``latent 2 beta 1 seeds 0, 1; latent 8 beta 1 seed 0``: the runs of ``rows``, cell by cell."""
+    return "; ".join(f"latent {latent} beta {beta:g} {_plural_list('seed', [r['seed'] for r in group])}"
+                     for (latent, beta), group in cells(rows).items())
+
+
 def _estimate_hours(meta: dict[str, Any], rows: list[dict[str, Any]], runs_to_train: int, runs_to_measure: int) -> str:
     trained = [r for r in rows if r["train_loop_seconds"] > 0]
     if not trained:
@@ -323,15 +333,23 @@ def not_measured(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     if missing_cells:
         lines.append("* **Cells not run**: " + ", ".join(f"latent {z} beta {b:g}" for z, b in missing_cells) + ".")
+    # One line per set of missing seeds and per shortfall, so a page with many runs stays readable.
+    cells_by_missing_seeds: dict[tuple[int, ...], list[tuple[int, float]]] = {}
     for cell, group in by_cell.items():
-        seeds = sorted(set(FULL_SEEDS) - {r["seed"] for r in group})
+        seeds = tuple(sorted(set(FULL_SEEDS) - {r["seed"] for r in group}))
         if seeds:
-            lines.append(f"* **latent {cell[0]} beta {cell[1]:g}**: seed{'s' if len(seeds) > 1 else ''} "
-                         f"{', '.join(map(str, seeds))} not run.")
+            cells_by_missing_seeds.setdefault(seeds, []).append(cell)
+    for seeds, missing_in in cells_by_missing_seeds.items():
+        lines.append(f"* **{_plural_list('Seed', seeds)} not run**: "
+                     + ", ".join(f"latent {z} beta {b:g}" for z, b in missing_in) + ".")
     short_rows = [(r, _shortfalls(meta, r)) for r in rows]
     short_rows = [(r, short) for r, short in short_rows if short]
+    rows_by_shortfall: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r, short in short_rows:
-        lines.append(f"* latent {r['latent_dim']} beta {r['beta']:g} seed {r['seed']}: " + "; ".join(short) + ".")
+        rows_by_shortfall.setdefault(tuple(short), []).append(r)
+    for short, group in rows_by_shortfall.items():
+        who = f"Every run on this page ({len(group)})" if len(group) == len(rows) else runs_text(group)
+        lines.append(f"* {who}: " + "; ".join(short) + ".")
     if not lines:
         return []
     retrain = sum(1 for r, short in short_rows if r["epochs"] < FULL_EPOCHS or r["train_images"] < FULL_TRAIN_IMAGES)

@@ -82,7 +82,9 @@ def test_not_measured_yet_names_what_is_missing(tiny_grid):
     page = (tiny_grid / "results.md").read_text()
     missing = page[page.index("## Not measured yet"):]
     assert "latent 8 beta 1" in missing and "latent 32 beta 5" in missing and "latent 2 beta 2" in missing
-    assert "seed 2 not run" in missing
+    assert "**Seed 2 not run**: latent 2 beta 1." in missing
+    # Both seeds fall short in the same ways: one line for both, not one per seed.
+    assert "* Every run on this page (2): 1 epoch (< 30);" in missing
     assert "1 epoch (< 30)" in missing and "train_limit 300" in missing
     assert "K = 4 (< 5000)" in missing and "16 of 10,000 test images" in missing
     assert "h of training" in missing
@@ -214,6 +216,21 @@ def test_the_page_states_seeds_per_cell_and_the_training_precision(tiny_grid):
     assert f"trained in **{rows[0]['precision']}**" in page
     assert "measured as the faster" in quality_report.precision_text([{**rows[0], "precision": "bf16"}])
     assert quality_report.precision_text([{**rows[0], "precision": "fp32"}]) == "trained in **fp32**"
+
+
+def test_missing_seeds_and_shortfalls_are_grouped_across_runs():
+    quality_report = load_script("benchmarks/quality_report.py")
+    data = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results.json").read_text())
+    # Latent 2 / beta 1 with all three seeds, latent 8 / beta 1 and 2 / beta 5 with seed 0 only.
+    rows = [row for row in data["rows"] if (row["latent_dim"], row["beta"]) == (2, 1)
+            or (row["latent_dim"], row["beta"], row["seed"]) in {(8, 1, 0), (2, 5, 0)}]
+    rows = [{**row, "iw_images": 10000} if (row["latent_dim"], row["beta"], row["seed"]) == (2, 1, 0) else row
+            for row in rows]
+    missing = quality_report.not_measured(data["meta"], rows)
+    assert "* **Seeds 1, 2 not run**: latent 2 beta 5, latent 8 beta 1." in missing
+    short = [line for line in missing if "IWAE on 64 of 10,000" in line]
+    assert short == ["* latent 2 beta 1 seeds 1, 2; latent 2 beta 5 seed 0; latent 8 beta 1 seed 0: IWAE on 64 of "
+                     "10,000 test images (iw-images < all)."]
 
 
 def test_the_completing_command_keeps_the_pages_recipe_and_reuse_folders():
