@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -239,3 +241,47 @@ def test_a_step_clips_the_gradient_norm_at_the_limit_grad_clip_resolves_to(monke
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     train_step(model, optimizer, scaler, prepare_images(images, False), 1.0, config, torch.device("cpu"), "fp32")
     assert limits == ([expected] if expected else [])
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt here, as in a terminal (a test runner's worker may ignore it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_stop_signal_between_an_epochs_files_waits_for_them_and_the_run_resumes(tmp_path, monkeypatch,
+                                                                                   sigint_raises):
+    from vaekit.training.trainer import Trainer
+
+    save_model = Trainer._save_model
+
+    def save_then_signal(trainer, fields):
+        save_model(trainer, fields)
+        if fields.get("epochs_done") == 1:  # lands after the epoch is counted, before its metrics.csv row
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Trainer, "_save_model", save_then_signal)
+    with pytest.raises(TrainingInterrupted):
+        train(TrainConfig(**QUICK), out=tmp_path / "run", progress=False)
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path / "run")] == [1]
+    monkeypatch.undo()
+    resumed = train(out=tmp_path / "run", resume=True, progress=False)
+    assert [row["epoch"] for row in resumed.metrics] == [1, 2]
+
+
+def test_a_second_stop_signal_interrupts_at_once(tmp_path, sigint_raises):
+    from vaekit.training.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.world = 1
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with trainer._stop_signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the first")
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the second")
+    assert reached == ["after the first"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

@@ -12,11 +12,13 @@ with ``all_ranks``). In a single process each is a no-op or the plain call.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -102,6 +104,37 @@ class RankCoordination:
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[signum] = signal.signal(signum, on_signal)
+
+    @contextlib.contextmanager
+    def _stop_signals_held(self) -> Iterator[None]:
+        """A Ctrl-C or SIGTERM inside the block takes effect at its end, so the block's writes land together.
+
+        In one process a stop signal raises KeyboardInterrupt wherever it lands (Python's handler for
+        SIGINT, :func:`vaekit.runtime.stop_on_sigterm`'s for SIGTERM); between an epoch's count and
+        its ``metrics.csv`` row that would leave a checkpoint no resume accepts. The first signal is held
+        until the block ends; a second one interrupts at once. Under torchrun the handlers only set a flag.
+        """
+        if self.world > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        held: list[int] = []
+
+        def hold(signum: int, frame: Any) -> None:
+            if held:
+                raise KeyboardInterrupt
+            held.append(signum)
+
+        raising = {signum: handler for signum in (signal.SIGINT, signal.SIGTERM)
+                   if (handler := signal.getsignal(signum)) is signal.default_int_handler}
+        for signum in raising:
+            signal.signal(signum, hold)
+        try:
+            yield
+        finally:
+            for signum, handler in raising.items():
+                signal.signal(signum, handler)
+        if held:
+            raise KeyboardInterrupt
 
     def _restore_stop_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():

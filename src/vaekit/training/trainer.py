@@ -246,14 +246,15 @@ class Trainer(RankCoordination):
             seconds = torch.tensor([self.seconds], dtype=torch.float64, device=self.device)
             self.seconds = float(distributed.all_reduce_max(seconds))
         row = self._main(self._evaluate_epoch)  # rank 0 evaluates; the others wait for its row (or error)
-        self.metrics.append(row)
-        self.epoch += 1
-        self.order = None
-        self._main(lambda: self._save_model({"epochs_done": self.epoch}), broadcast_result=False)
-        # Callbacks (metrics.csv among them) before the checkpoint: a checkpoint at
-        # epoch N always has the N rows it resumes with.
-        self._call("on_epoch_end", row)
-        self._save_checkpoint(mid_epoch=False)
+        with self._stop_signals_held():
+            self.metrics.append(row)
+            self.epoch += 1
+            self.order = None
+            self._main(lambda: self._save_model({"epochs_done": self.epoch}), broadcast_result=False)
+            # Callbacks (metrics.csv among them) before the checkpoint: a checkpoint at
+            # epoch N always has the N rows it resumes with.
+            self._call("on_epoch_end", row)
+            self._save_checkpoint(mid_epoch=False)
 
     def _evaluate_epoch(self) -> dict[str, Any]:
         """The epoch's metrics row, checked finite, and the weights checked before they are saved."""
