@@ -35,7 +35,7 @@ docs: setup
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs build/docs
 	@echo "docs: build/docs/index.html"
 
-# Retrain the shipped models (src/vaekit/zoo/weights/) from scratch, resumably: about 1 h each on 2 CPU cores.
+# Retrain the shipped models (src/vaekit/zoo/weights/) from scratch, resumably: 1.5-3.5 h each on 2 CPU cores (card.json train_seconds).
 # JOBS=2 trains two at a time (benchmarks/parallel_runs.py says what pays on this machine).
 JOBS ?= 1
 pretrained: setup
