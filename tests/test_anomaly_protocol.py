@@ -108,7 +108,7 @@ def test_running_again_leaves_finished_members_alone(shapes_protocol, monkeypatc
 
 def test_other_settings_are_refused_for_an_existing_member(shapes_protocol):
     out, _ = shapes_protocol
-    with pytest.raises(ConfigError, match="without_square: this member was trained with --lr"):
+    with pytest.raises(ConfigError, match="without_square: lr was 0.001 when this member was trained, not 0.01"):
         run_anomaly_protocol(TrainConfig(**{**TINY, "lr": 0.01}), out=out, classes=["square"], progress=False)
 
 
@@ -151,3 +151,18 @@ def test_the_cli_runs_the_protocol_on_fashion_mnist(fashion_mnist_dir, tmp_path,
     assert record["command"].startswith("vaekit anomaly-protocol --out ")
     assert "--classes bag trouser" in record["command"] and "--train-limit 600" in record["command"]
     assert (out / "without_bag" / "model.safetensors").is_file()
+    # Other settings for the same members: one line, with the CLI's own flag, and nothing trained.
+    weights = (out / "without_bag" / "model.safetensors").read_bytes()
+    assert main([*args[:-2], "--ema", "none", "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "without_bag: --ema was 0.999 when this member was trained, not None" in err[0], err
+    assert (out / "without_bag" / "model.safetensors").read_bytes() == weights
+
+
+def test_the_recorded_command_keeps_options_typed_as_none():
+    from vaekit.cli import build_parser
+    from vaekit.cli.anomaly_protocol import _command
+
+    args = build_parser().parse_args(["anomaly-protocol", "--out", "p", "--ema", "none", "--grad-clip", "none",
+                                      "--epochs", "5"])
+    assert _command(args) == "vaekit anomaly-protocol --out p --epochs 5 --grad-clip none --ema none"

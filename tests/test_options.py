@@ -20,11 +20,15 @@ from vaekit.cli.options import (
     command_parser,
     config_from_args,
     explicit_overrides,
-    option_flag,
     translate_error,
 )
 from vaekit.errors import ConfigError, DataError, VaekitError
-from vaekit.training.config import TrainConfig, ema_and_clip_text, options_since
+from vaekit.training.config import (
+    TrainConfig,
+    ema_and_clip_text,
+    option_flag,
+    options_since,
+)
 
 # A value other than the default for every TrainConfig field.
 NON_DEFAULT = {

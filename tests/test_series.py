@@ -48,20 +48,20 @@ def test_member_state_new_complete_resume_and_refusals(tmp_path):
     assert member_state(tmp_path / "done", TrainConfig(**{**TINY, "device": "cpu"})) == "complete"
     _copy_as(tmp_path / "done", tmp_path / "half", "interrupted", checkpoint=True)
     assert member_state(tmp_path / "half", config) == "resume"
-    with pytest.raises(ConfigError, match=r"trained with --beta 1\.0, not 2\.0; use the same settings to resume "
-                                          r"the protocol"):
+    with pytest.raises(ConfigError, match=r"done: beta was 1\.0 when this member was trained, not 2\.0; use the "
+                                          r"same settings to resume the protocol"):
         member_state(tmp_path / "done", TrainConfig(**{**TINY, "beta": 2.0}), "protocol")
     # init "auto" is the scheme it resolves to on the architecture: pytorch on fashion28, vaekit elsewhere.
     assert TrainConfig(**TINY).init == "auto" and config.effective_init == "pytorch"
     assert member_state(tmp_path / "done", TrainConfig(**{**TINY, "init": "pytorch"})) == "complete"
-    with pytest.raises(ConfigError, match=r"trained with --init 'pytorch', not 'vaekit'"):
+    with pytest.raises(ConfigError, match=r"init was 'pytorch' when this member was trained, not 'vaekit'"):
         member_state(tmp_path / "done", TrainConfig(**{**TINY, "init": "vaekit"}))
     assert TrainConfig(**{**TINY, "arch": "nn3-128"}).comparable()["init"] == "vaekit"
     resolved = json.loads((tmp_path / "done" / "config.json").read_text())["resolved"]
     assert (resolved["init"], resolved["grad_clip"]) == ("pytorch", 1000.0)
     # So is grad_clip "auto": a run saved with the limit it resolves to is the same member; none is not.
     assert member_state(tmp_path / "done", TrainConfig(**{**TINY, "grad_clip": 1000.0})) == "complete"
-    with pytest.raises(ConfigError, match=r"trained with --grad-clip 1000\.0, not None"):
+    with pytest.raises(ConfigError, match=r"grad_clip was 1000\.0 when this member was trained, not None"):
         member_state(tmp_path / "done", TrainConfig(**{**TINY, "grad_clip": None}))
     _copy_as(tmp_path / "done", tmp_path / "broken", "interrupted", checkpoint=False)
     with pytest.raises(RunDirError, match="but no checkpoint.pt to resume from; nothing was deleted"):

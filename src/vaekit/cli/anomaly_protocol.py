@@ -53,8 +53,8 @@ def cmd_anomaly_protocol(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this protocol (the options that were typed)."""
-    from vaekit.cli.options import explicit_overrides, option_flag
-    from vaekit.training.config import TrainConfig
+    from vaekit.cli.options import explicit_overrides
+    from vaekit.training.config import TrainConfig, option_flag
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     words = ["vaekit", "anomaly-protocol", "--out", str(args.out)]
@@ -64,8 +64,8 @@ def _command(args: argparse.Namespace) -> str:
             words.append(flag)
         elif isinstance(value, list):
             words += [flag, *map(str, value)]
-        elif value is not None:
-            words += [flag, str(value)]
+        else:  # a typed "none" (--ema none, --grad-clip none) is a setting too
+            words += [flag, "none" if value is None else str(value)]
     if args.classes:
         words += ["--classes", *args.classes]
     if args.iw_samples != 16:

@@ -103,14 +103,6 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> dict[str, argparse.A
 # Options from a dataclass
 
 
-def option_flag(field: dataclasses.Field) -> str:
-    """The option string of a dataclass field: ``metadata["flag"]``, else derived from its name."""
-    if "flag" in field.metadata:
-        return field.metadata["flag"]
-    name = field.name.replace("_", "-")
-    return f"--no-{name}" if field.default is True else f"--{name}"
-
-
 def add_dataclass_options(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type,
@@ -141,6 +133,8 @@ def add_dataclass_options(
         The added actions by field name (to hide one:
         ``actions["beta"].help = argparse.SUPPRESS``).
     """
+    from vaekit.training.config import option_flag
+
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = (set(exclude) | set(include or ())) - set(fields)
     if unknown:
@@ -212,6 +206,8 @@ def _option_default(field: dataclasses.Field, defaults: Any) -> Any:
 
 
 def _argument_kwargs(field: dataclasses.Field, annotation: Any, default: Any) -> dict[str, Any]:
+    from vaekit.training.config import option_flag
+
     meta = field.metadata
     kind = _without_none(annotation)
     if kind is bool:

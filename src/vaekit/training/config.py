@@ -305,11 +305,24 @@ def options_since(recipe: dict[str, Any], arch: str) -> list[str]:
     "--grad-clip", "none", "--ema", "none"]`` for a recipe of the old
     defaults on ``fashion28``; empty when today's defaults are the recipe.
     """
-    flags = {f.name: f.metadata.get("flag", "--" + f.name.replace("_", "-")) for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     words: list[str] = []
     for name, value in settings_since(recipe, arch).items():
-        words += [flags[name], "none" if value is None else str(value)]
+        words += [option_flag(fields[name]), "none" if value is None else str(value)]
     return words
+
+
+def option_flag(field: dataclasses.Field) -> str:
+    """The command-line option of a config dataclass field: ``metadata["flag"]``, else derived from its name.
+
+    The one spelling of flags: :func:`vaekit.cli.options.add_dataclass_options` declares options with it,
+    and recorded commands spell settings with it. A field whose default is ``True`` is switched off by
+    ``--no-NAME``.
+    """
+    if "flag" in field.metadata:
+        return field.metadata["flag"]
+    name = field.name.replace("_", "-")
+    return f"--no-{name}" if field.default is True else f"--{name}"
 
 
 #: What a run saved before a field existed trained with (the behaviour of the time, not today's default).

@@ -104,10 +104,10 @@ def member_state(run_dir: Path, config: TrainConfig, series: str = "series") -> 
     saved = TrainConfig.from_dict(saved_config.get("train", {})).comparable()
     for key, value in config.comparable().items():
         if key not in RUNTIME_FIELDS and saved.get(key) != value:
+            # Named as the API spells it; the CLI shows its own flag (vaekit.cli.options.translate_error).
             raise ConfigError(
-                f"{run_dir}: this member was trained with --{key.replace('_', '-')} {saved.get(key)!r}, "
-                f"not {value!r}; use the same settings to resume the {series}, or choose another --out"
-            )
+                f"{run_dir}: {key} was {saved.get(key)!r} when this member was trained, not {value!r}; "
+                f"use the same settings to resume the {series}, or choose another --out", param=key)
     if saved_config.get("status") == "complete" and int(saved_config.get("epochs_done", 0)) >= config.epochs:
         return "complete"
     if (run_dir / CHECKPOINT_FILE).is_file():
