@@ -285,3 +285,12 @@ def test_a_second_stop_signal_interrupts_at_once(tmp_path, sigint_raises):
             reached.append("after the second")
     assert reached == ["after the first"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_mistyped_setting_is_refused_not_ignored(shapes_run, tmp_path, resume):
+    out = shapes_run.run_dir if resume else tmp_path / "new"
+    config = None if resume else TrainConfig(**QUICK)
+    with pytest.raises(ConfigError, match=r"^epoch: not a training setting .*; did you mean epochs\?$"):
+        train(config, out=out, resume=resume, progress=False, epoch=20)
+    assert not (tmp_path / "new").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import math
 import os
 from pathlib import Path
@@ -38,7 +39,7 @@ from vaekit.training.callbacks import (
     tracker_callbacks,
 )
 from vaekit.training.checkpoint import check_world_size, load_checkpoint
-from vaekit.training.config import TrainConfig
+from vaekit.training.config import CHANGEABLE_ON_RESUME, TrainConfig
 from vaekit.training.trainer import Trainer, TrainResult
 from vaekit.training.tuning import check_speed_settings
 
@@ -94,6 +95,7 @@ def train(
     if out is None:
         raise ConfigError("out: a run directory is required", param="out")
     run_dir = Path(out)
+    check_setting_names(overrides)
     if resume:
         config = resume_overrides(TrainConfig.from_dict(read_config(run_dir).get("train", {})), overrides)
     else:
@@ -227,9 +229,24 @@ def _data_record(config: TrainConfig, dataset: Any) -> dict[str, Any]:
     return data_source(config.dataset, config.data_dir)
 
 
+def check_setting_names(overrides: dict[str, Any]) -> None:
+    """Refuse a keyword that is not a :class:`TrainConfig` field (``epoch=20`` would otherwise do nothing on resume).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first unknown keyword and the closest field, if one is close.
+    """
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in sorted(set(overrides) - set(fields)):
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{key}: not a training setting (a field of TrainConfig){hint}", param=key)
+
+
 def resume_overrides(saved: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """The saved settings with the few a resumed run may change (``epochs``, ``device``, ``data_dir``, ``log``)."""
-    allowed = ("epochs", "device", "data_dir", "log")
+    """The saved settings with the few a resumed run may change (:data:`~vaekit.training.config.CHANGEABLE_ON_RESUME`)."""
+    allowed = CHANGEABLE_ON_RESUME
     for key in set(overrides) - set(allowed):
         if overrides[key] != getattr(saved, key, overrides[key]):
             raise ConfigError(f"{key}: cannot change a saved run's setting when resuming", param=key)

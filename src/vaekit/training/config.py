@@ -329,6 +329,9 @@ def option_flag(field: dataclasses.Field) -> str:
 #: (``grad_clip`` was always saved by runs; a published recipe without it predates ``auto``, so trained unclipped.)
 SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"lr_schedule": "constant", "ema_decay": None, "grad_clip": None}
 
+#: Settings a saved run may change when it is resumed (``train(resume=True)``, a family's or protocol's members).
+CHANGEABLE_ON_RESUME = ("epochs", "device", "data_dir", "log")
+
 #: Most epochs, and most images per batch (training or evaluation), a run may ask for.
 MAX_EPOCHS = 10**6
 MAX_BATCH = 2**20

@@ -50,11 +50,9 @@ from vaekit.runs.run import CHECKPOINT_FILE
 from vaekit.training import distributed
 from vaekit.training.api import train
 from vaekit.training.callbacks import Callback
-from vaekit.training.config import TrainConfig
+from vaekit.training.config import CHANGEABLE_ON_RESUME, TrainConfig
 from vaekit.training.trainer import TrainingInterrupted
 
-#: Settings a member may change when it is resumed or reused (as for ``vaekit train --resume``).
-RUNTIME_FIELDS = ("epochs", "device", "data_dir", "log")
 
 # Seconds between checks of the running jobs (a finished job is noticed at once).
 _POLL_SECONDS = 1.0
@@ -93,7 +91,7 @@ def member_state(run_dir: Path, config: TrainConfig, series: str = "series") -> 
     ------
     ConfigError
         If the member was trained with other settings (only
-        :data:`RUNTIME_FIELDS` may differ).
+        :data:`~vaekit.training.config.CHANGEABLE_ON_RESUME` may differ).
     RunDirError
         If the directory holds files but no checkpoint to resume from
         (nothing is deleted).
@@ -103,7 +101,7 @@ def member_state(run_dir: Path, config: TrainConfig, series: str = "series") -> 
     saved_config = read_config(run_dir)
     saved = TrainConfig.from_dict(saved_config.get("train", {})).comparable()
     for key, value in config.comparable().items():
-        if key not in RUNTIME_FIELDS and saved.get(key) != value:
+        if key not in CHANGEABLE_ON_RESUME and saved.get(key) != value:
             # Named as the API spells it; the CLI shows its own flag (vaekit.cli.options.translate_error).
             raise ConfigError(
                 f"{run_dir}: {key} was {saved.get(key)!r} when this member was trained, not {value!r}; "
