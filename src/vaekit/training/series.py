@@ -53,7 +53,6 @@ from vaekit.training.callbacks import Callback
 from vaekit.training.config import CHANGEABLE_ON_RESUME, TrainConfig
 from vaekit.training.trainer import TrainingInterrupted
 
-
 # Seconds between checks of the running jobs (a finished job is noticed at once).
 _POLL_SECONDS = 1.0
 
