@@ -240,3 +240,24 @@ def test_attribute_errors_for_datasets_without_the_attribute(fashion_family):
     squares = shapes.subset(shapes.labels == 0)
     with pytest.raises(DataError, match="none of the 10 images of dataset 'shapes' has it"):
         attribute_direction(vaekit.load(run), squares, "circle")
+
+
+@pytest.mark.parametrize("members", [
+    [["vae_model_NN3_w1", 1.0]],
+    [{"name": "vae_model_NN3_w1"}],
+    [{"name": "../elsewhere", "beta": 1.0}],
+    [{"name": "vae_model_NN3_w1", "beta": "one"}],
+])
+def test_a_damaged_family_json_is_one_line_and_nothing_is_trained(tmp_path, capsys, members):
+    out = tmp_path / "fam"
+    out.mkdir()
+    record = {"format": "vaekit-family", "arch": "fashion28", "dataset": "shapes", "latent_dim": 2, "members": members}
+    (out / "family.json").write_text(json.dumps(record))
+    code = main(["train-family", "--dataset", "shapes", "--arch", "fashion28", "--betas", "1", "--epochs", "1",
+                 "--out", str(out), "--quiet"])
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "family.json: members[0] is not a member" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["family.json"]
+    with pytest.raises(vaekit.errors.RunDirError, match=r"members\[0\] is not a member"):
+        family_metrics(out)

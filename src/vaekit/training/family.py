@@ -247,7 +247,7 @@ def _family_record(base: TrainConfig, plan: list[tuple[float, str]], out: Path) 
     members = {name: beta for beta, name in plan}
     path = out / FAMILY_FILE
     if path.is_file():
-        existing = read_json(path)
+        existing = _read_family(out)
         for key in ("arch", "dataset", "latent_dim"):
             if existing.get(key) != getattr(base, key):
                 raise ConfigError(
@@ -363,7 +363,16 @@ def _read_family(out: Path) -> dict[str, Any]:
     family = read_json(path)
     if not isinstance(family, dict) or family.get("format") != _FORMAT or not isinstance(family.get("members"), list):
         raise RunDirError(f"{path}: not a vaekit family description")
+    for index, member in enumerate(family["members"]):
+        if not (isinstance(member, dict) and _is_member_name(member.get("name"))
+                and isinstance(member.get("beta"), (int, float)) and not isinstance(member["beta"], bool)):
+            raise RunDirError(f"{path}: members[{index}] is not a member (a folder name and a numeric beta)")
     return family
+
+
+def _is_member_name(name: Any) -> bool:
+    """A member's folder: one plain name inside the family directory."""
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
 
 
 def _member_metrics(run_dir: Path, name: str, beta: float) -> MemberMetrics | None:
