@@ -94,6 +94,17 @@ def test_a_damaged_cache_only_costs_a_measurement(model, tmp_path, monkeypatch):
     assert json.loads((tmp_path / tuning.CACHE_FILE).read_text())[choice.key]["images_per_s"]["bf16"] == 20.0
 
 
+@pytest.mark.parametrize("entry", ["fast", {"images_per_s": {"fp32": "fast"}}, {"images_per_s": {"fp32": 0}},
+                                   {"images_per_s": {"fp32": 10.0}, "compile_seconds": -1}])
+def test_a_damaged_cache_entry_only_costs_a_measurement(model, tmp_path, monkeypatch, entry):
+    monkeypatch.setattr(tuning, "measure_rates", lambda m, d, b, runs, *a, **k: ({"fp32": 10.0, "bf16": 20.0}, 0.0))
+    key = tuning.speed_key(model, CPU, 8, True)
+    (tmp_path / tuning.CACHE_FILE).write_text(json.dumps({key: entry}))
+    choice = choose_speed(model, CPU, "auto", "off", 8, 10**4, fused="off", cache_dir=tmp_path)
+    assert choice.key == key and (choice.precision, choice.how) == ("bf16", "measured")
+    assert json.loads((tmp_path / tuning.CACHE_FILE).read_text())[key]["images_per_s"] == {"fp32": 10.0, "bf16": 20.0}
+
+
 @pytest.mark.parametrize("compiled_rate, expected", [(400.0, "on"), (110.0, "off")])
 def test_compile_is_chosen_only_when_its_gain_over_the_run_pays_for_compiling(
         model, tmp_path, monkeypatch, compiled_rate, expected):

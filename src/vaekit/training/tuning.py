@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -267,7 +268,7 @@ def choose_speed(model: torch.nn.Module, device: torch.device, precision: str, c
         return SpeedChoice(precision, compile_mode, fused == "on", "given")
     key = speed_key(model, device, batch_size, channels_last)
     cache_path = cache_root(cache_dir) / CACHE_FILE
-    cached = _read_cache(cache_path).get(key, {})
+    cached = _cached_entry(_read_cache(cache_path), key)
     rates: dict[str, float] = dict(cached.get("images_per_s", {}))
     fuses = fused_options(fused, device)
     eager = [Candidate(p, "off", fuses[0]) for p in precision_options(precision, device)]
@@ -344,6 +345,23 @@ def _read_cache(path: Path) -> dict[str, Any]:
     except (OSError, VaekitError):  # absent or damaged: measure again
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _cached_entry(cache: dict[str, Any], key: str) -> dict[str, Any]:
+    """The entry for ``key`` if it holds positive finite rates (and compile seconds); else none: measure again."""
+    entry = cache.get(key)
+    if not isinstance(entry, dict):
+        return {}
+    rates, seconds = entry.get("images_per_s", {}), entry.get("compile_seconds")
+    if not isinstance(rates, dict) or not all(_is_positive_number(rate) for rate in rates.values()):
+        return {}
+    if seconds is not None and not (_is_positive_number(seconds) or seconds == 0):
+        return {}
+    return entry
+
+
+def _is_positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
