@@ -70,6 +70,26 @@ def test_no_output_option_replaces_a_file_of_the_run(run, capsys, command, optio
     assert _snapshot(run) == before
 
 
+def test_outputs_are_refused_before_any_work(run, tmp_path, capsys, monkeypatch):
+    import vaekit.analysis.bounds
+    import vaekit.analysis.denoise
+    import vaekit.analysis.embedding
+
+    def work(*args, **kwargs):
+        raise AssertionError("the work started before the output was checked")
+
+    for module, name in ((vaekit.analysis.bounds, "evaluate_run"), (vaekit.analysis.denoise, "denoise_benchmark"),
+                         (vaekit.analysis.embedding, "embed_dataset")):
+        monkeypatch.setattr(module, name, work)
+    _refused(capsys, ["evaluate", run, "--iw-samples", "1000", "-o", run / "metrics.csv"], "metrics.csv")
+    _refused(capsys, ["denoise", run, "--figure", run / "model.safetensors"], "model.safetensors")
+    # embed writes two files: the second (the probes' JSON) is checked before the first is written.
+    notes = tmp_path / "e_quality.json"
+    notes.write_text('["mine"]')  # not a JSON object: not a vaekit output
+    _refused(capsys, ["embed", run, "--limit", "4", "-o", tmp_path / "e.npz"], "e_quality.json")
+    assert not (tmp_path / "e.npz").exists() and notes.read_text() == '["mine"]'
+
+
 def test_files_vaekit_did_not_write_are_never_overwritten(run, tmp_path, capsys):
     photo, notes, data = tmp_path / "photo.png", tmp_path / "notes.csv", tmp_path / "data.json"
     Image.new("RGB", (8, 8), (200, 10, 10)).save(photo)

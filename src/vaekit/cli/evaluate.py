@@ -58,9 +58,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from vaekit.analysis.bounds import evaluate_run
     from vaekit.files import write_json
 
+    path = output_path(args, "evaluation.json")  # refused before the (possibly long) IWAE
     result = evaluate_run(_open(args), args.split, args.iw_samples, args.iw_images, args.binarize, args.dataset,
                           args.limit, args.all_classes, args.seed)
-    path = output_path(args, "evaluation.json")
     write_json(path, result.to_dict())
     _print_evaluation(result)
     print(f"wrote {path}")
@@ -110,6 +110,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if args.output is not None and args.output.suffix.lower() not in (".npz", ".csv"):
         raise ConfigError(f"-o {args.output}: the output must end in .npz or .csv")
     path = output_path(args, "embeddings.npz")
+    quality_path = None if args.no_probe else check_output(path.with_name(path.stem + "_quality.json"))
     run = _open(args)
     model = inference_for(run)  # the run's device and precision
     data = run.dataset(args.split, limit=args.limit, name=args.dataset)
@@ -124,7 +125,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
           f"({model.latent_dim} latent units)")
     print(f"wrote {path}")
     if quality is not None:
-        quality_path = check_output(path.with_name(path.stem + "_quality.json"))
         write_json(quality_path, quality.to_dict())
         _print_quality(quality)
         print(f"wrote {quality_path}")
@@ -222,13 +222,13 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from vaekit.viz.evaluation_figures import denoise_figure
     from vaekit.viz.figures import save_figure
 
+    path, figure_path = output_path(args, "denoise.json"), _figure_path(args, "denoise.png")
     run = _open(args)
     model = inference_for(run)  # the run's device and precision
     data = run.dataset(args.split, limit=args.limit, name=args.dataset)
     corruptions = [("gaussian", args.noise_sigma), ("mask", args.mask_area)]
     results, examples = denoise_benchmark(model, data, corruptions, args.seed)
     figure = denoise_figure(examples, [kind for kind, _ in corruptions], args.n)
-    path, figure_path = output_path(args, "denoise.json"), _figure_path(args, "denoise.png")
     write_json(path, {"dataset": data.name, "split": data.split, "results": [r.to_dict() for r in results]})
     print(f"{len(data)} images of {data.name} ({data.split}); mean squared error to the clean image "
           f"(pixels in [0, 1]); reconstructing clean images: {results[0].mse_clean_reconstruction:.4f}")
