@@ -130,6 +130,14 @@ def test_cli_refuses_a_run_directory_as_output(fashion_run, tmp_path, capsys):
     assert _tree_digest(copy) == before and not (copy / "encoder.onnx").exists()
 
 
+@pytest.mark.parametrize("opset", ["6", "99"])
+def test_cli_an_opset_torch_cannot_write_is_one_line(fashion_run, tmp_path, capsys, opset):
+    assert main(["export", str(fashion_run), "-o", str(tmp_path / "out"), "--opset", opset]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vaekit: error: --opset must be 7 to 20 (what torch's exporters write), got {opset}"], err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_refuses_to_overwrite_a_foreign_onnx_file(fashion_run, tmp_path, capsys):
     (tmp_path / "encoder.onnx").write_bytes(b"not ours")
     assert main(["export", str(fashion_run), "-o", str(tmp_path)]) == 2

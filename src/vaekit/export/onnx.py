@@ -42,6 +42,8 @@ TOLERANCE = 1e-4
 CHECK_BATCH_SIZES = (1, 7)
 #: Metadata key that marks an ONNX file as written by vaekit (so a new export may replace it).
 METADATA_KEY = "vaekit.role"
+#: The ONNX opsets both of torch's exporters write (torch 2.13: TorchScript 7 to 20, dynamo up to 23).
+OPSETS = range(7, 21)
 INSTALL_HINT = "pip install 'vaekit[onnx]'"
 
 
@@ -236,7 +238,7 @@ def export_onnx(model_or_run: Any, out_dir: str | os.PathLike, check_images: Any
         ``n_check`` test images of the run's dataset, or random images if
         there is no run or its data is not found.
     opset
-        ONNX opset version.
+        ONNX opset version, one of :data:`OPSETS` (7 to 20).
     exporter
         ``"torchscript"`` (``torch.onnx.export(dynamo=False)``, fast),
         ``"dynamo"`` (torch's default, torch.export-based) or ``"auto"``
@@ -251,12 +253,15 @@ def export_onnx(model_or_run: Any, out_dir: str | os.PathLike, check_images: Any
     ExportMismatchError
         If onnxruntime differs from PyTorch by more than ``tolerance`` (no file is kept).
     ConfigError
-        If ``onnx``/``onnxruntime`` are missing or ``out_dir`` is refused.
+        If ``onnx``/``onnxruntime`` are missing, ``opset`` is not in :data:`OPSETS`, or ``out_dir`` is refused.
     """
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise ConfigError(f"exporter must be auto, torchscript or dynamo, got {exporter!r}", param="exporter")
     if n_check < 1:
         raise ConfigError(f"n_check must be at least 1, got {n_check}", param="n_check")
+    if opset not in OPSETS:
+        raise ConfigError(f"opset must be {OPSETS.start} to {OPSETS.stop - 1} (what torch's exporters write), "
+                          f"got {opset}", param="opset")
     _require("onnx")
     _require("onnxruntime")
     out_dir = check_export_dir(out_dir)

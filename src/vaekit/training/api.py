@@ -25,7 +25,7 @@ from vaekit.data.registry import load_dataset
 from vaekit.data.source import data_source
 from vaekit.errors import ConfigError, RunDirError
 from vaekit.guard import LOCK_FILE, is_temporary, remove_stale_temporaries, writer_lock
-from vaekit.models.pretrained import read_config
+from vaekit.models.pretrained import CONFIG_FILE, read_config
 from vaekit.models.spec import ArchSpec
 from vaekit.models.vae import build_model
 from vaekit.runs.run import CHECKPOINT_FILE, parse_metrics_row, read_metrics
@@ -261,7 +261,7 @@ def check_new_run_dir(out: Path) -> None:
     """Create ``out`` for a new run, refusing anything that would overwrite a file."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a directory")
-    if (out / "config.json").exists():
+    if (out / CONFIG_FILE).exists():
         raise RunDirError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     # The lock file and temporaries of killed writes are not content: they never block a new run.
     if out.exists() and any(not (entry.name == LOCK_FILE or is_temporary(entry.name)) for entry in out.iterdir()):

@@ -42,7 +42,7 @@ from vaekit.analysis.limits import NonFiniteResultError, check_finite
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import VaekitError
 from vaekit.files import read_json, write_json
-from vaekit.models.pretrained import save_model
+from vaekit.models.pretrained import CONFIG_FILE, save_model
 from vaekit.models.vae import to_channels_last
 from vaekit.runtime import (
     is_main_process,
@@ -338,7 +338,7 @@ class Trainer(RankCoordination):
         """Update config.json without touching the weights."""
         if not is_main_process():
             return
-        path = self.run_dir / "config.json"
+        path = self.run_dir / CONFIG_FILE
         config = read_json(path) if path.exists() else {}
         config.update(extra)
         write_json(path, config)
@@ -448,7 +448,7 @@ class Trainer(RankCoordination):
         })
 
     def restore(self, checkpoint: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
-        """Continue from a checkpoint written by this class (see :meth:`resume`)."""
+        """Continue from a checkpoint written by this class (``train(out=..., resume=True)`` loads and checks it)."""
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.average is not None and checkpoint.get("average") is not None:
