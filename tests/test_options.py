@@ -20,6 +20,7 @@ from vaekit.cli.options import (
     command_parser,
     config_from_args,
     explicit_overrides,
+    positive_int,
     translate_error,
 )
 from vaekit.errors import ConfigError, DataError, VaekitError
@@ -376,3 +377,22 @@ def test_every_results_page_words_averaging_and_clipping_one_way():
     assert ema_and_clip_text({"lr": 1e-3}) == "no weight averaging, no gradient clipping"
     assert ema_and_clip_text({"ema_decay": 0.99, "grad_clip": None}) == \
         "weights averaged (EMA 0.99), no gradient clipping"
+
+
+def test_the_data_options_of_every_command_on_a_run_are_declared_once():
+    """--split, --dataset, --data-dir, --limit's type and --seed read the same in every command that opens a run."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    helps: dict[str, set[str]] = {}
+    on_runs = [p for p in commands.values() if any(a.dest == "run" for a in p._actions)]
+    assert len(on_runs) >= 10
+    for parser in on_runs:
+        for action in parser._actions:
+            flag = next((s for s in action.option_strings if s in ("--split", "--dataset", "--data-dir", "--seed")),
+                        None)
+            if flag:
+                helps.setdefault(flag, set()).add(action.help)
+                assert action.choices is None and (flag != "--split" or action.default == "test"), (parser.prog, flag)
+            if "--limit" in action.option_strings:
+                assert action.type is positive_int and action.metavar == "N", parser.prog
+    assert set(helps) == {"--split", "--dataset", "--data-dir", "--seed"}
+    assert all(len(texts) == 1 for texts in helps.values()), helps

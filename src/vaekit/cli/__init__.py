@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from vaekit.cli.options import (
+    add_data_options,
     add_dataclass_options,
     add_output_option,
     add_runtime_options,
+    add_seed_option,
     command_parser,
     config_from_args,
     explicit_overrides,
@@ -156,10 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct = commands.add_parser("reconstruct", help="'prediction from dataset' figure of a run")
     reconstruct.add_argument("run", type=Path)
     reconstruct.add_argument("-n", type=positive_int, default=10, help="number of images")
-    reconstruct.add_argument("--split", default="test")
-    reconstruct.add_argument("--dataset", default=None, help="default: the run's dataset")
-    reconstruct.add_argument("--data-dir", default=None)
-    reconstruct.add_argument("--seed", type=int, default=0)
+    add_data_options(reconstruct, seed=True)
     add_runtime_options(reconstruct)
     add_output_option(reconstruct, "reconstructions.png")
     reconstruct.set_defaults(func=cmd_reconstruct)
@@ -167,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="'random point in the latent space' figure of a run")
     sample.add_argument("run", type=Path)
     sample.add_argument("-n", type=positive_int, default=64, help="number of samples")
-    sample.add_argument("--seed", type=int, default=0)
+    add_seed_option(sample)
     add_runtime_options(sample)
     add_output_option(sample, "samples.png")
     sample.set_defaults(func=cmd_sample)

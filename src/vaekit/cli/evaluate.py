@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from vaekit.cli.options import (
+    add_data_options,
     add_output_option,
     add_runtime_options,
     finite_float,
@@ -32,11 +33,7 @@ def _int_or_all(text: str) -> int | None:
 
 
 def _add_data_options(parser: argparse.ArgumentParser, limit_help: str = "use only the first N images") -> None:
-    parser.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
-    parser.add_argument("--dataset", default=None, help="dataset name (default: the run's)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the run's)")
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help=limit_help)
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
+    add_data_options(parser, limit=limit_help, seed=True)
     add_runtime_options(parser)
 
 
@@ -202,9 +199,7 @@ def _register_anomaly(commands) -> None:
                         help="importance samples per image for the IWAE scores (default: 16)")
     parser.add_argument("-n", type=positive_int, default=10, help="images per score in the figure (default: 10)")
     _binarize_option(parser)
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the run's)")
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="score the first N images only")
-    parser.add_argument("--seed", type=int, default=0)
+    add_data_options(parser, split=False, dataset=False, limit="score the first N images only", seed=True)
     add_runtime_options(parser)
     parser.add_argument("--figure", type=Path, default=None, help="figure path (default: RUN/anomaly.png)")
     add_output_option(parser, "anomaly_scores.csv", "scores CSV (AUROCs go to the same name with .json)")

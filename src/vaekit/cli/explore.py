@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Callable
 
 from vaekit.cli.options import (
+    add_data_options,
     add_output_option,
     add_runtime_options,
+    add_seed_option,
     finite_float,
     positive_int,
 )
@@ -148,10 +150,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _common(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("run", type=Path, help="a run directory (made by `vaekit train`)")
-    parser.add_argument("--split", default="test", help="dataset split to use (default: test)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset (default: the run's)")
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                        help="use only the first N images of the split (default: all)")
+    add_data_options(parser, dataset=False, limit="use only the first N images of the split (default: all)")
     add_runtime_options(parser)
     add_output_option(parser, DEFAULT_NAMES[name])
 
@@ -176,7 +175,7 @@ def register(commands) -> None:
     p.add_argument("--projection", choices=("auto", "pca", "tsne"), default="auto",
                    help="2-D projection for latents above 2-D: pca (auto) or tsne (scikit-learn)")
     p.add_argument("-k", type=positive_int, default=5, help="neighbours of the k-NN separation score (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of t-SNE and its subsample")
+    add_seed_option(p)  # t-SNE's and its subsample's
 
     p = _add(commands, "manifold", cmd_manifold, "grid of decoded images over the latent plane, holes outlined")
     p.add_argument("--grid", type=positive_int, default=20, help="grid points per side (default 20)")

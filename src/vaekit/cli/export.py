@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vaekit.cli.options import positive_int
+from vaekit.cli.options import add_data_options, positive_int
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -32,9 +32,8 @@ def register(commands) -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="folder for encoder.onnx and decoder.onnx (not a run directory)")
-    parser.add_argument("--limit", type=positive_int, default=16, metavar="N",
-                        help="test images to check the export on (default: 16; random images if the data is missing)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the run's)")
+    add_data_options(parser, split=False, dataset=False, limit_default=16,
+                     limit="test images to check the export on (default: 16; random images if the data is missing)")
     parser.add_argument("--opset", type=positive_int, default=18, help="ONNX opset version (default: 18)")
     parser.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
                         help="torch.onnx exporter: auto (TorchScript, else dynamo), torchscript or dynamo "

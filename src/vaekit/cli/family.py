@@ -91,7 +91,7 @@ def _with_metrics(result):
 def _register_attribute(commands) -> None:
     from vaekit.analysis.attributes import DEFAULT_STRENGTHS
     from vaekit.cli import add_output_option, add_runtime_options, positive_int
-    from vaekit.cli.options import finite_float
+    from vaekit.cli.options import add_data_options, finite_float
 
     parser = commands.add_parser(
         "attribute",
@@ -108,10 +108,7 @@ def _register_attribute(commands) -> None:
                         help="multiples of the direction to add (default: -2 -1 0 1 2)")
     parser.add_argument("--max-images", type=positive_int, default=5000,
                         help="training images used to measure the direction (default 5000)")
-    parser.add_argument("--split", default="test", help="split the edited images come from (default: test)")
-    parser.add_argument("--dataset", default=None, help="default: the run's dataset")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    add_data_options(parser, seed=True)  # --split: where the edited images come from
     add_runtime_options(parser)
     add_output_option(parser, "attribute_<ATTR>.png")
     parser.set_defaults(func=cmd_attribute)

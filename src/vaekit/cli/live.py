@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vaekit.cli.options import add_runtime_options, positive_int
+from vaekit.cli.options import add_data_options, add_runtime_options
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -26,9 +26,8 @@ def register(commands) -> None:
                         help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on; 0 picks a free one (default: {DEFAULT_PORT})")
-    parser.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, metavar="N",
-                        help=f"test images on the scatter, the first N (default: {DEFAULT_LIMIT})")
-    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the run's)")
+    add_data_options(parser, split=False, dataset=False, limit_default=DEFAULT_LIMIT,
+                     limit=f"test images on the scatter, the first N (default: {DEFAULT_LIMIT})")
     browser = parser.add_mutually_exclusive_group()
     browser.add_argument("--open", dest="open", action="store_true",
                          help="open the page in the default web browser")

@@ -80,6 +80,40 @@ def output_path(args: argparse.Namespace, default_name: str, option: str = "outp
     return check_output(given if given is not None else Path(args.run) / default_name, option)
 
 
+def add_data_options(parser: argparse.ArgumentParser, *, split: bool = True, dataset: bool = True,
+                     limit: str | None = None, limit_default: int | None = None, seed: bool = False) -> None:
+    """The options that pick a run's images, declared once for every command that reads them.
+
+    Parameters
+    ----------
+    parser
+        The command's parser; it always gets ``--data-dir``.
+    split, dataset
+        Add ``--split`` (default ``test``; any split the dataset has) and ``--dataset`` (default: the run's).
+    limit
+        The help of ``--limit N`` (what the first N images are used for); ``None``: no ``--limit``.
+    limit_default
+        ``--limit``'s default (``None``: all images).
+    seed
+        Add ``--seed`` (default 0), the seed of the command's random draws.
+    """
+    if split:
+        parser.add_argument("--split", default="test",
+                            help="dataset split (default: test; also train, or any split the dataset has)")
+    if dataset:
+        parser.add_argument("--dataset", default=None, help="dataset name (default: the run's)")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the run's)")
+    if limit is not None:
+        parser.add_argument("--limit", type=positive_int, default=limit_default, metavar="N", help=limit)
+    if seed:
+        add_seed_option(parser)
+
+
+def add_seed_option(parser: argparse.ArgumentParser) -> None:
+    """``--seed`` (default 0): the seed of every random draw a command makes."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
+
+
 def add_jobs_option(parser: argparse.ArgumentParser, what: str) -> None:
     """``--jobs N``: how many of a series' trainings run at once (see :mod:`vaekit.training.series`)."""
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
