@@ -40,14 +40,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically: a reader never sees half a file."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON value in ``path``.
+
+    Raises
+    ------
+    RunDirError
+        If the file is missing or is not valid UTF-8 JSON (one line naming the file).
+    """
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -61,6 +61,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to bf16 or fp16 on ``device`` for ``precision``; nothing for ``"fp32"``."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -12,13 +12,12 @@ import torch
 
 from vaekit.analysis.bounds import (
     Likelihood,
-    ModelLike,
     check_finite,
     check_images_fit,
     check_iw_samples,
     image_bounds,
 )
-from vaekit.analysis.inference import inference_for
+from vaekit.analysis.inference import ModelLike, inference_for
 from vaekit.data.classes import class_mask
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import ConfigError, DataError

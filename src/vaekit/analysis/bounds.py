@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.analysis.inference import Inference, inference_for
+from vaekit.analysis.inference import ModelLike, inference_for
 from vaekit.analysis.limits import (  # noqa: F401 (re-exported)
     LIMITS,
     NonFiniteResultError,
@@ -62,9 +62,6 @@ DECODE_CHUNK = 2048
 DECODE_FLOATS_PER_CHUNK = 2**20
 # Latent samples (images x K) drawn per encoder batch: bounds the noise tensor.
 MAX_LATENTS = 32768
-
-
-ModelLike = torch.nn.Module | Inference | Run
 
 
 # ----------------------------------------------------------------------------

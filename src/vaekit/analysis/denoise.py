@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 import torch
 
-from vaekit.analysis.bounds import ModelLike, check_finite, check_images_fit
-from vaekit.analysis.inference import inference_for
+from vaekit.analysis.bounds import check_finite, check_images_fit
+from vaekit.analysis.inference import ModelLike, inference_for
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import ConfigError
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.analysis.bounds import ModelLike, check_finite, check_images_fit
-from vaekit.analysis.inference import inference_for
+from vaekit.analysis.bounds import check_finite, check_images_fit
+from vaekit.analysis.inference import ModelLike, inference_for
 from vaekit.data.dataset import ImageDataset
 from vaekit.errors import ConfigError, DataError
 from vaekit.files import atomic_write_bytes

@@ -212,7 +212,11 @@ def _is_channels_last(model: torch.nn.Module) -> bool:
                for p in model.parameters())
 
 
-def inference_for(model: torch.nn.Module | Inference | object, precision: str = "fp32") -> Inference:
+#: What every analysis function takes as ``model``: :func:`inference_for` turns any of them into an Inference.
+ModelLike = torch.nn.Module | Inference | Run
+
+
+def inference_for(model: ModelLike, precision: str = "fp32") -> Inference:
     """An :class:`Inference` for whatever names a model: an Inference (as it is), a
     :class:`~vaekit.runs.Run` (its device and precision) or a module (where it is, in ``precision``).
 

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vaekit.analysis.inference import as_float_images, inference_for
+from vaekit.analysis.inference import ModelLike, as_float_images, inference_for
 from vaekit.analysis.limits import LIMITS, check_allocation, check_count, image_bytes
 from vaekit.analysis.separation import knn_predict
 from vaekit.data.classes import resolve_class
@@ -97,7 +97,7 @@ class LatentCodes:
         return int(self.z_mean.shape[1])
 
 
-def encode_dataset(model, dataset: ImageDataset, limit: int | None = None) -> LatentCodes:
+def encode_dataset(model: ModelLike, dataset: ImageDataset, limit: int | None = None) -> LatentCodes:
     """Encode a dataset (or its first ``limit`` images) to :class:`LatentCodes`."""
     n = len(dataset) if limit is None else min(check_count("limit", limit, LIMITS["probe"]), len(dataset))
     z_mean, z_log_var = encode(model, dataset.images[:n])
@@ -301,7 +301,7 @@ class Interpolation:
 METHODS = ("linear", "slerp")
 
 
-def interpolate(model, z_from: np.ndarray, z_to: np.ndarray, steps: int = 6, method: str = "linear",
+def interpolate(model: ModelLike, z_from: np.ndarray, z_to: np.ndarray, steps: int = 6, method: str = "linear",
                 measure_frames: int = 65, start: str = "", end: str = "") -> Interpolation:
     """Decode ``steps`` points from ``z_from`` (x = 0) to ``z_to`` (x = 1).
 
@@ -344,7 +344,7 @@ class Morph:
     merged: np.ndarray  # (C, H, W) decoding of the midpoint (x = 0.5): the two merged
 
 
-def morph(model, image_a: np.ndarray, image_b: np.ndarray, steps: int = 7, method: str = "linear",
+def morph(model: ModelLike, image_a: np.ndarray, image_b: np.ndarray, steps: int = 7, method: str = "linear",
           labels: tuple[str, str] = ("A", "B")) -> Morph:
     """Encode two images ``(C, H, W)``, interpolate their z_mean and decode."""
     model = inference_for(model)
@@ -376,7 +376,7 @@ class Traversal:
     change: np.ndarray  # (K,) summed RMS pixel change along each sweep: how much the coordinate does
 
 
-def traverse(model, reference: np.ndarray | None = None, dims: Sequence[int] | None = None, steps: int = 9,
+def traverse(model: ModelLike, reference: np.ndarray | None = None, dims: Sequence[int] | None = None, steps: int = 9,
              span: float = 3.0, kl: np.ndarray | None = None, max_dims: int = 10) -> Traversal:
     """Sweep latent coordinates one at a time over ``[-span, span]``.
 
@@ -444,7 +444,7 @@ class Arithmetic:
     read_as: np.ndarray | None = None  # (N,) class id the k-NN sees in each re-encoded result
 
 
-def class_arithmetic(model, images: np.ndarray, means: ClassMeans, from_class: str | int, to_class: str | int,
+def class_arithmetic(model: ModelLike, images: np.ndarray, means: ClassMeans, from_class: str | int, to_class: str | int,
                      strength: float = 1.0, codes: LatentCodes | None = None, k: int = 5) -> Arithmetic:
     """Apply :func:`latent_arithmetic` with two class means to images ``(N, C, H, W)``.
 

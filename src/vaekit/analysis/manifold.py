@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vaekit.analysis.inference import inference_for
+from vaekit.analysis.inference import ModelLike, inference_for
 from vaekit.analysis.latent import decode
 from vaekit.analysis.limits import check_allocation, check_count, image_bytes
 from vaekit.analysis.separation import principal_plane
@@ -69,7 +69,7 @@ def latent_plane(latent_dim: int,
     return mean.astype(np.float32), components.astype(np.float32), description, ("PC 1", "PC 2")
 
 
-def manifold(model, n: int = 20, z_data: np.ndarray | None = None) -> Manifold:
+def manifold(model: ModelLike, n: int = 20, z_data: np.ndarray | None = None) -> Manifold:
     """Decode an ``n`` x ``n`` grid at prior quantiles (:func:`prior_quantiles`) over a latent plane.
 
     Parameters

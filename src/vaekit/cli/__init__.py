@@ -13,7 +13,7 @@ import importlib.util
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Mapping, NoReturn, Sequence
 
 from vaekit.cli.options import (
     add_data_options,
@@ -30,6 +30,9 @@ from vaekit.cli.options import (
 )
 from vaekit.errors import VaekitError
 from vaekit.runtime import stop_on_sigterm
+
+if TYPE_CHECKING:  # the training package is imported only by the commands that train
+    from vaekit.training.config import TrainConfig
 
 __all__ = ["add_output_option", "add_runtime_options", "add_training_options", "main", "output_path",
            "positive_int", "train_config_from_args"]
@@ -54,8 +57,12 @@ COMMAND_MODULES = (
 # train / demo
 
 
-def add_training_options(parser: argparse.ArgumentParser, defaults=None, exclude=()) -> dict[str, argparse.Action]:
-    """One option per :class:`~vaekit.training.config.TrainConfig` field, and ``--quiet``."""
+def add_training_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any] | None = None,
+                         exclude: Collection[str] = ()) -> dict[str, argparse.Action]:
+    """One option per :class:`~vaekit.training.config.TrainConfig` field, and ``--quiet``.
+
+    ``defaults`` and ``exclude`` are as for :func:`vaekit.cli.options.add_dataclass_options`.
+    """
     from vaekit.training.config import TrainConfig
 
     actions = add_dataclass_options(parser, TrainConfig, defaults=defaults, exclude=exclude)
@@ -63,7 +70,8 @@ def add_training_options(parser: argparse.ArgumentParser, defaults=None, exclude
     return actions
 
 
-def train_config_from_args(args: argparse.Namespace, **changes):
+def train_config_from_args(args: argparse.Namespace, **changes: Any) -> TrainConfig:
+    """The :class:`~vaekit.training.config.TrainConfig` of parsed training options, with ``changes`` applied."""
     from vaekit.training.config import TrainConfig
 
     return config_from_args(TrainConfig, args, **changes)

@@ -203,6 +203,7 @@ class TrainConfig:
         return parse_trackers(self.log)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (``config.json``'s ``train`` section; :meth:`from_dict` reads it)."""
         return dataclasses.asdict(self)
 
     @property
