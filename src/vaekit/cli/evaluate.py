@@ -104,9 +104,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from vaekit.analysis.inference import inference_for
     from vaekit.files import write_json
 
-    if args.output is not None and args.output.suffix.lower() not in (".npz", ".csv"):
-        raise ConfigError(f"-o {args.output}: the output must end in .npz or .csv")
-    path = output_path(args, "embeddings.npz")
+    path = output_path(args, "embeddings.npz", suffixes=(".npz", ".csv"))
     quality_path = None if args.no_probe else check_output(path.with_name(path.stem + "_quality.json"))
     run = _open(args)
     model = inference_for(run)  # the run's device and precision

@@ -18,9 +18,9 @@ from vaekit.cli.options import (
     add_runtime_options,
     add_seed_option,
     finite_float,
+    output_path,
     positive_int,
 )
-from vaekit.errors import ConfigError
 from vaekit.guard import check_output
 
 DEFAULT_NAMES = {
@@ -44,15 +44,11 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def _checked_output(args: argparse.Namespace, suffix: str) -> Path:
-    """The output path, refused before any work if it has the wrong extension."""
-    path = args.output if args.output is not None else Path(args.run) / DEFAULT_NAMES[args.command]
-    if path.suffix.lower() != suffix:
-        raise ConfigError(f"--output {path}: this command writes {suffix[1:].upper()}; give a path ending in {suffix}")
-    if path.exists() and path.is_dir():
-        raise ConfigError(f"--output {path}: is a directory; give a file name ending in {suffix}")
+    """The output path, refused before any work if it has the wrong extension or could lose a file."""
+    path = output_path(args, DEFAULT_NAMES[args.command], suffixes=(suffix,))
     if suffix == ".html":
         check_output(path.with_suffix(".json"))  # the report's numbers go beside it
-    return check_output(path)
+    return path
 
 
 def _open_run(args: argparse.Namespace):

@@ -33,7 +33,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any, Collection, Mapping, Sequence
 
 # Namespace attribute holding the dests of generated options typed on the command line.
 GIVEN_ATTRIBUTE = "_options_given"
@@ -71,13 +71,20 @@ def add_output_option(parser: argparse.ArgumentParser, default_name: str, what: 
                         help=f"where to write the {what} (default: RUN/{default_name})")
 
 
-def output_path(args: argparse.Namespace, default_name: str, option: str = "output") -> Path:
+def output_path(args: argparse.Namespace, default_name: str, option: str = "output",
+                suffixes: Sequence[str] | None = None) -> Path:
     """``-o`` (or ``RUN/default_name``), refused at once if writing it could lose a file (see
-    :func:`vaekit.guard.check_output`)."""
+    :func:`vaekit.guard.check_output`) or, with ``suffixes``, if the command writes another kind of file."""
+    from vaekit.errors import ConfigError
     from vaekit.guard import check_output
 
     given = getattr(args, option, None)
-    return check_output(given if given is not None else Path(args.run) / default_name, option)
+    path = Path(given if given is not None else Path(args.run) / default_name)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        kinds = " or ".join(suffixes)
+        raise ConfigError(f"{option} {path}: this command writes {kinds} files; give a path ending in {kinds}",
+                          param=option)
+    return check_output(path, option)
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, split: bool = True, dataset: bool = True,
