@@ -120,3 +120,14 @@ def test_the_latent_path_stays_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model.decode_logits(out.z)
     torch.testing.assert_close(logits.float(), model.decode_logits(out.z), atol=0.5, rtol=0.05)
+
+
+def test_decode_is_the_sigmoid_of_decode_logits_for_any_float_dtype():
+    """decode shares decode_logits' float32 handling: a float64 z decodes (it failed on a dtype mismatch)."""
+    model = build_model("fashion28").eval()
+    z = torch.randn(3, 2, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(z), torch.sigmoid(model.decode_logits(z.float())))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            images = model.decode(z)
+    assert images.shape == (3, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1

@@ -141,6 +141,10 @@ def test_run_opens_model_config_metrics_and_a_lazy_dataset(shapes_run):
     assert run._datasets == {}, "the dataset is loaded on first use only"
     test = run.dataset("test", limit=10)
     assert len(test) == 10 and run.dataset("test") is run.dataset("test")
+    # Channels-last weights, except the convolution reading one channel (slower in that layout on CPUs).
+    convs = [m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].in_channels == 1 and convs[0].weight.is_contiguous()
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs[1:])
 
 
 def test_a_run_remembers_where_its_data_was_found(fashion_run, tmp_path):

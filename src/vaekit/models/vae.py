@@ -127,8 +127,8 @@ class VAE(nn.Module):
         return hidden
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decode latent vectors to images with values in [0, 1]."""
-        return torch.sigmoid(self.decoder(z))
+        """Decode latent vectors to images with values in [0, 1] (``sigmoid`` of :meth:`decode_logits`)."""
+        return torch.sigmoid(self.decode_logits(z))
 
     @staticmethod
     def reparameterize(z_mean: torch.Tensor, z_log_var: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

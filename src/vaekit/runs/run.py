@@ -32,6 +32,7 @@ from vaekit.data.registry import load_dataset
 from vaekit.data.source import verify_source
 from vaekit.errors import ConfigError, DataError, RunDirError
 from vaekit.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load, read_config
+from vaekit.models.vae import to_channels_last
 from vaekit.runtime import resolve_device, resolve_precision
 from vaekit.zoo import resolve_run_dir
 
@@ -168,7 +169,7 @@ class Run:
         loaded = load(path, device=target, model=model)
         if target.type != "mps":
             # Channels-last convolutions decode about twice as fast on CPUs and are no slower on GPUs.
-            loaded = loaded.to(memory_format=torch.channels_last)
+            loaded = to_channels_last(loaded)
         return cls(path, config, loaded, resolved, None if data_dir is None else str(data_dir), pretrained)
 
     # ------------------------------------------------------------------ what the run is
