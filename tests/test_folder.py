@@ -71,13 +71,19 @@ def test_the_split_is_disjoint_stable_and_about_ten_percent(fashion_pngs):
     assert torch.equal(again.images, test_set.images)
 
 
-def test_fashion28_trains_on_a_folder_through_the_registry(fashion_pngs, tmp_path):
+def test_fashion28_trains_on_a_folder_through_the_registry(fashion_pngs, tmp_path, monkeypatch):
     root, _ = fashion_pngs
     # Without an explicit shape, small greyscale images default to fashion28's 1x28x28.
-    result = train(TrainConfig(dataset=f"folder:{root}", arch="fashion28", epochs=1, batch_size=64, train_limit=128),
-                   out=tmp_path / "run", progress=False)
+    monkeypatch.chdir(root.parent)  # the folder named as typed, relative to the working directory
+    result = train(TrainConfig(dataset=f"folder:{root.name}", arch="fashion28", epochs=1, batch_size=64,
+                               train_limit=128), out=tmp_path / "run", progress=False)
     assert result.metrics[0]["test_elbo"] > 0
     assert len(vaekit.load_dataset(f"folder:{root}", "train")) == 400 - _n_hash_test(root)
+    # Opened from another directory, the run still finds its folder (the absolute path recorded at training).
+    monkeypatch.chdir(tmp_path)
+    run = vaekit.Run.open(tmp_path / "run", device="cpu", precision="fp32")
+    assert run.dataset_name == f"folder:{root.name}"
+    assert len(run.dataset("test")) == _n_hash_test(root)
 
 
 def test_colour_photos_are_cropped_and_resized_for_nn3(tmp_path, celeba_dir):

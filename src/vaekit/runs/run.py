@@ -233,6 +233,16 @@ class Run:
             return str(source["path"])
         return self.train_settings.get("data_dir")
 
+    def _name_to_load(self) -> str:
+        """The run's dataset as the loader takes it: a folder by the absolute path recorded at training.
+
+        ``folder:PATH`` is kept as typed, possibly relative to the directory training ran in.
+        """
+        recorded = str((self.config.get("data") or {}).get("name") or "")
+        if self.dataset_name.lower().startswith("folder:") and recorded.lower().startswith("folder:"):
+            return recorded
+        return self.dataset_name
+
     def dataset(self, split: str = "test", limit: int | None = None, in_distribution: bool = False,
                 name: str | None = None) -> ImageDataset:
         """A split of the run's dataset (loaded once per split and cached).
@@ -250,7 +260,7 @@ class Run:
         """
         key = f"{name or ''}:{split}"
         if key not in self._datasets:
-            dataset_name = name or self.dataset_name
+            dataset_name = name or self._name_to_load()
             data_dir = self.data_location() if name is None else self.data_dir
             extra = {"image_shape": self.model.image_shape} if dataset_name.lower().startswith("folder:") else {}
             loaded = load_dataset(dataset_name, split, data_dir=data_dir, **extra)
