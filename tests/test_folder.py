@@ -151,6 +151,9 @@ def test_train_and_test_subfolders_are_the_splits(tmp_path):
             folder.mkdir(parents=True)
             for i in range(n):
                 Image.new("L", (8, 8), 30 * i).save(folder / f"{i}.png")
+    extra = tmp_path / "d" / "extra" / "bird"  # a folder beside train/ and test/: in neither split
+    extra.mkdir(parents=True)
+    Image.new("L", (8, 8), 90).save(extra / "0.png")
     train_set = load_folder(tmp_path / "d", "train", progress=False)
     test_set = load_folder(tmp_path / "d", "test", progress=False)
     assert (len(train_set), len(test_set)) == (10, 4)

@@ -249,7 +249,10 @@ def _folder_layout(
     if not named:  # no class subfolders: one class, named after the folder
         return split_of, [0] * len(names), (folder_name or "images",)
     class_names = tuple(named + ([_ROOT_CLASS] if None in used else []))
-    class_of = [class_names.index(c) if c is not None else len(class_names) - 1 for c in classes]
+    index = {name: i for i, name in enumerate(class_names)}
+    # Files in neither split (PATH/extra/... beside PATH/train and PATH/test) are never loaded: class 0.
+    class_of = [0 if s is None else index[c] if c is not None else len(class_names) - 1
+                for c, s in zip(classes, split_of)]
     return split_of, class_of, class_names
 
 
