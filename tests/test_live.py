@@ -124,7 +124,7 @@ def test_decode_is_a_png_of_the_model_image_size_and_follows_the_point(client, f
 
 def test_interpolation_returns_the_requested_frames(client, fashion_state):
     names = fashion_state.class_names
-    for method in ("lerp", "slerp"):
+    for method in ("linear", "slerp"):
         response = client.post("/api/interpolate", json={"from": {"class": names[0]}, "to": {"class": names[9]},
                                                          "steps": 5, "method": method})
         assert response.status_code == 200, response.text
@@ -174,7 +174,9 @@ def test_a_bad_upload_is_refused_in_one_line(client, body, message):
     (("post", "/api/interpolate", {"json": {"from": {"class": 0}, "to": {"class": 1}, "steps": 500}}),
      "steps must be an integer from 2 to 32"),
     (("post", "/api/interpolate", {"json": {"from": {"class": 0}, "to": {"class": 1}, "method": "cubic"}}),
-     "method must be one of lerp, slerp"),
+     "method must be one of linear, slerp"),
+    (("post", "/api/interpolate", {"json": {"from": {"class": 0}, "to": {"class": 1}, "offsets": 5}}),
+     "offset: expected UNIT:VALUE pairs, got 5"),
 ])
 def test_bad_requests_get_a_clear_400(client, request_args, message):
     method, url, kwargs = request_args

@@ -298,7 +298,27 @@ class Interpolation:
     end: str = ""
 
 
-METHODS = ("linear", "slerp")
+#: Interpolation methods by name: the CLI's ``--method`` and the live explorer's choice.
+PATHS = {"linear": lerp, "slerp": slerp}
+METHODS = tuple(PATHS)
+
+
+def interpolation_path(z_from: np.ndarray, z_to: np.ndarray, xs: np.ndarray, method: str = "linear") -> np.ndarray:
+    """The latent points at weights ``xs`` from ``z_from`` to ``z_to`` by ``method`` (one of :data:`METHODS`).
+
+    Raises
+    ------
+    ConfigError
+        If ``method`` is not one of :data:`METHODS`.
+    """
+    check_method(method)
+    return PATHS[method](z_from, z_to, xs)
+
+
+def check_method(method: str) -> None:
+    """Refuse an interpolation ``method`` that is not one of :data:`METHODS` (a one-line ConfigError)."""
+    if method not in PATHS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
 
 
 def interpolate(model: ModelLike, z_from: np.ndarray, z_to: np.ndarray, steps: int = 6, method: str = "linear",
@@ -320,16 +340,14 @@ def interpolate(model: ModelLike, z_from: np.ndarray, z_to: np.ndarray, steps: i
         jump between two of the shown frames is not missed.
     """
     model = inference_for(model)
-    if method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
-    path = lerp if method == "linear" else slerp
+    check_method(method)
     xs = interpolation_weights(steps)
     check_allocation("steps", steps, image_bytes(model.image_shape))
     check_allocation("measure_frames", check_count("measure_frames", measure_frames, minimum=1),
                      image_bytes(model.image_shape))
-    z = path(z_from, z_to, xs)
+    z = interpolation_path(z_from, z_to, xs, method)
     dense_xs = interpolation_weights(max(measure_frames, 2))
-    measured = smoothness(decode(model, path(z_from, z_to, dense_xs)), dense_xs)
+    measured = smoothness(decode(model, interpolation_path(z_from, z_to, dense_xs, method)), dense_xs)
     return Interpolation(xs, z, decode(model, z), method, measured, start, end)
 
 

@@ -8,7 +8,7 @@ with status 400, or 413 for an upload too large):
 * ``GET /api/points``: the scatter, ``{"x": [...], "y": [...], "labels": [...]}``;
 * ``GET /api/decode?x=..&y=..&offset=UNIT:VALUE...``: the decoded image, ``image/png``
   at the model's size;
-* ``POST /api/interpolate``: ``{"from": END, "to": END, "steps": n, "method": "lerp"|"slerp",
+* ``POST /api/interpolate``: ``{"from": END, "to": END, "steps": n, "method": "linear"|"slerp",
   "offsets": {unit: value}}``, END being ``{"x": .., "y": ..}`` (a plane point, offsets
   added) or ``{"class": name}`` (a class mean); answers ``n`` images as data URLs;
 * ``POST /api/encode?invert=0|1``: the body is an image file; answers where it lands and its
@@ -52,6 +52,8 @@ def _number(params: Mapping[str, Any], name: str) -> float:
 
 def _offsets(items: Any) -> dict[int, float]:
     """Slider offsets from ``["UNIT:VALUE", ...]`` (query) or ``{"UNIT": VALUE}`` (JSON)."""
+    if items is not None and not isinstance(items, (Mapping, list, tuple)):
+        raise ConfigError(f"offset: expected UNIT:VALUE pairs, got {items!r}"[:200], param="offset")
     pairs = items.items() if isinstance(items, Mapping) else (str(item).partition(":")[::2] for item in items or ())
     offsets = {}
     for unit, value in pairs:
@@ -105,7 +107,7 @@ def create_app(state: LiveState):
         offsets = _offsets(body.get("offsets") or {})
         z_from = _end(state, body.get("from"), offsets, "from")
         z_to = _end(state, body.get("to"), offsets, "to")
-        return state.interpolate(z_from, z_to, steps=body.get("steps", 8), method=str(body.get("method", "lerp")))
+        return state.interpolate(z_from, z_to, steps=body.get("steps", 8), method=str(body.get("method", "linear")))
 
     async def interpolate(request: Request) -> Response:
         try:

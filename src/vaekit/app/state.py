@@ -12,8 +12,8 @@ web app's questions without knowing anything about HTTP:
   KL over the images (:func:`~vaekit.analysis.latent.mean_kl_per_dimension`),
   at most :data:`MAX_SLIDERS`. A slider adds an offset to its unit;
 * decoding any latent vector to a PNG with the run's decoder, interpolating
-  between two vectors (:func:`~vaekit.analysis.latent.lerp` or
-  :func:`~vaekit.analysis.latent.slerp`), and encoding an uploaded image.
+  between two vectors (:func:`~vaekit.analysis.latent.interpolation_path`, linear or
+  slerp, as ``vaekit interpolate``), and encoding an uploaded image.
 
 Every forward pass goes through the explorer's :class:`~vaekit.analysis.inference.Inference`
 under one lock, so concurrent requests never share the model at once.
@@ -33,7 +33,12 @@ import numpy as np
 from PIL import Image
 
 from vaekit.analysis.explorer import Explorer
-from vaekit.analysis.latent import lerp, mean_kl_per_dimension, slerp
+from vaekit.analysis.latent import (
+    METHODS,
+    interpolation_path,
+    interpolation_weights,
+    mean_kl_per_dimension,
+)
 from vaekit.data.classes import resolve_class
 from vaekit.data.images import load_image
 from vaekit.errors import ConfigError, DataError
@@ -45,7 +50,6 @@ SLIDER_SPAN = 3.0
 #: Frames in an interpolation strip: default and largest.
 DEFAULT_STEPS, MAX_STEPS = 8, 32
 #: Interpolation methods, as the page names them.
-METHODS = {"lerp": lerp, "slerp": slerp}
 #: Largest uploaded image accepted, bytes.
 MAX_UPLOAD_BYTES = 20 * 2**20
 
@@ -210,14 +214,12 @@ class LiveState:
         return png_bytes(self.decode(z)[0])
 
     def interpolate(self, z_from: np.ndarray, z_to: np.ndarray, steps: int = DEFAULT_STEPS,
-                    method: str = "lerp") -> dict[str, Any]:
+                    method: str = "linear") -> dict[str, Any]:
         """Decode ``steps`` frames from ``z_from`` to ``z_to``: data URLs, weights and plane positions."""
-        if method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}", param="method")
         if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= MAX_STEPS:
             raise ConfigError(f"steps must be an integer from 2 to {MAX_STEPS}, got {steps!r}", param="steps")
-        xs = np.linspace(0.0, 1.0, steps)
-        path = METHODS[method](z_from, z_to, xs)
+        xs = interpolation_weights(steps)
+        path = interpolation_path(z_from, z_to, xs, method)
         images = self.decode(path)
         xy = self.plane.project(path)
         return {"method": method, "x": xs.tolist(), "images": [data_url(png_bytes(im)) for im in images],

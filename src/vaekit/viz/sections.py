@@ -132,8 +132,7 @@ def class_means_section(run: Explorer, refresh: bool = False, means: ClassMeans 
 def _check_path_options(run: Explorer, steps: int, method: str) -> None:
     """Validate interpolation options before any work (and before the class means are cached)."""
     latent.interpolation_weights(steps)
-    if method not in latent.METHODS:
-        raise ConfigError(f"method must be one of {', '.join(latent.METHODS)}, got {method!r}", param="method")
+    latent.check_method(method)
     if method == "slerp" and run.model.latent_dim < 2:
         raise ConfigError("slerp needs a latent space of at least 2 dimensions; this run has 1: use --method linear")
 
