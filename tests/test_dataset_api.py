@@ -67,6 +67,33 @@ def test_indexing_counts_from_the_end_and_stops_at_the_bounds():
 # ---------------------------------------------------------------------------
 
 
+def test_any_torch_dataset_is_read_once_into_uint8():
+    from vaekit.data.convert import as_image_dataset
+
+    floats = [(torch.full((1, 4, 4), 0.5), torch.tensor(1)), (np.zeros((1, 4, 4), np.float32), np.int64(0)),
+              (torch.full((1, 4, 4), 1.00001), 2.0)]  # a hair above 1 is rounding
+    data = as_image_dataset(floats, class_names=["a", "b", "c"])
+    assert data.images.dtype == torch.uint8 and data.images[:, 0, 0, 0].tolist() == [128, 0, 255]
+    assert data.labels.tolist() == [1, 0, 2] and data.class_names == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("items, needle", [
+    ([torch.full((1, 4, 4), 200.0)], "item 0: float pixels must lie in [0, 1], got 200 to 200 (give images in "
+                                     "0..255 as uint8)"),
+    ([(torch.zeros(1, 4, 4), "cat")], "item 0: the label must be an integer class index, got 'cat'"),
+    ([(torch.zeros(1, 4, 4), 0), (torch.zeros(1, 4, 4), 3)], "item 1 has label 3; the labels name 2 classes (0 to 1"),
+    ([(torch.zeros(1, 4, 4), -1)], "item 0 has label -1"),
+    ([torch.zeros(4, 4)], "items must be images (C, H, W), got shape (4, 4)"),
+])
+def test_a_dataset_that_is_not_images_and_class_labels_is_one_line(items, needle):
+    from vaekit.data.convert import as_image_dataset
+
+    with pytest.raises(DataError) as error:
+        as_image_dataset(items, name="mine", split="test", class_names=["a", "b"])
+    assert str(error.value).startswith("dataset 'mine' (test): ") and needle in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 def test_training_and_analysis_resolve_the_same_names(fashion_mnist_dir):
     test = load_dataset("fashion-mnist", "test", data_dir=fashion_mnist_dir)
     assert resolve_class("bag", FASHION_MNIST_CLASSES) == 8
