@@ -21,6 +21,7 @@ from PIL import Image
 import vaekit
 from vaekit.analysis.explorer import Explorer
 from vaekit.app import LiveState, create_app
+from vaekit.app.state import MAX_UPLOAD_BYTES
 from vaekit.cli import main
 from vaekit.data import registry
 from vaekit.data.images import load_image
@@ -154,12 +155,27 @@ def test_an_uploaded_image_lands_where_its_code_is(client, fashion_state):
     assert client.post("/api/encode?invert=1", content=png_of(photo)).status_code == 200
 
 
+def test_an_upload_too_large_is_refused_without_reading_it_whole(client):
+    huge = b"x" * (MAX_UPLOAD_BYTES + 1)
+    response = client.post("/api/encode", content=huge)
+    assert response.status_code == 413 and "MiB accepted" in response.json()["error"]
+
+    def chunked():  # no Content-Length: the limit holds while streaming
+        for _ in range(MAX_UPLOAD_BYTES // 2**20 + 2):
+            yield b"x" * 2**20
+
+    response = client.post("/api/encode", content=chunked())
+    assert response.status_code == 413 and "more than" in response.json()["error"]
+
+
 @pytest.mark.parametrize("body, message", [
     (b"this is not an image", r"^shirt\.txt: not a readable image"),
+    (b"still not an image", r"^my photo\.png: not a readable image"),
     (b"", r"^uploaded image: empty upload"),
 ])
 def test_a_bad_upload_is_refused_in_one_line(client, body, message):
-    headers = {"X-File-Name": "shirt.txt"} if body else {}
+    # The page sends the name URL-encoded (app.js: encodeURIComponent); the error shows it decoded.
+    headers = {"X-File-Name": "my%20photo.png" if body.startswith(b"still") else "shirt.txt"} if body else {}
     response = client.post("/api/encode", content=body, headers=headers)
     assert response.status_code == 400
     error = response.json()["error"]

@@ -18,6 +18,7 @@ with status 400, or 413 for an upload too large):
 from __future__ import annotations
 
 import os
+import urllib.parse
 import socket
 import threading
 import webbrowser
@@ -119,12 +120,22 @@ def create_app(state: LiveState):
     async def encode(request: Request) -> Response:
         size = request.headers.get("content-length")
         if size is not None and size.isdigit() and int(size) > MAX_UPLOAD_BYTES:
-            return JSONResponse({"error": f"uploaded image: {int(size):,} bytes, more than the "
-                                          f"{MAX_UPLOAD_BYTES // 2**20} MiB accepted"}, status_code=413)
-        data = await request.body()
+            return _too_large(f"{int(size):,} bytes")
+        # Read at most one byte past the limit: a body without a length (chunked) is never held whole.
+        chunks, received = [], 0
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > MAX_UPLOAD_BYTES:
+                return _too_large(f"more than {MAX_UPLOAD_BYTES:,} bytes")
         invert = request.query_params.get("invert", "0") in ("1", "true", "yes")
-        name = request.headers.get("x-file-name") or "uploaded image"
-        return JSONResponse(await _off_loop(state.encode_upload, data, invert, name[:200]))
+        # The page sends the file's name URL-encoded (HTTP headers are ASCII).
+        name = urllib.parse.unquote(request.headers.get("x-file-name") or "") or "uploaded image"
+        return JSONResponse(await _off_loop(state.encode_upload, b"".join(chunks), invert, name[:200]))
+
+    def _too_large(size: str) -> Response:
+        return JSONResponse({"error": f"uploaded image: {size}, more than the {MAX_UPLOAD_BYTES // 2**20} MiB "
+                                      "accepted"}, status_code=413)
 
     async def user_error(request: Request, error: Exception) -> Response:
         status = 413 if isinstance(error, DataError) and "MiB accepted" in str(error) else 400
