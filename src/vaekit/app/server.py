@@ -18,9 +18,9 @@ with status 400, or 413 for an upload too large):
 from __future__ import annotations
 
 import os
-import urllib.parse
 import socket
 import threading
+import urllib.parse
 import webbrowser
 from importlib import resources
 from typing import Any, Mapping
