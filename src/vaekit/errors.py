@@ -41,3 +41,12 @@ class ConfigError(VaekitError):
 
 class RunDirError(VaekitError):
     """A run directory is missing, incomplete or inconsistent."""
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line (its whitespace collapsed), or its type's name when it has none.
+
+    Every message vaekit shows (the CLI's ``vaekit: error:`` line, the live
+    explorer's JSON errors) is one line; some library errors span several.
+    """
+    return " ".join(str(error).split()) or type(error).__name__

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from vaekit.app.state import MAX_UPLOAD_BYTES, LiveState
-from vaekit.errors import ConfigError, DataError, VaekitError
+from vaekit.errors import ConfigError, DataError, VaekitError, one_line
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -139,7 +139,7 @@ def create_app(state: LiveState):
 
     async def user_error(request: Request, error: Exception) -> Response:
         status = 413 if isinstance(error, DataError) and "MiB accepted" in str(error) else 400
-        return JSONResponse({"error": " ".join(str(error).split())}, status_code=status)
+        return JSONResponse({"error": one_line(error)}, status_code=status)
 
     async def http_error(request: Request, error: HTTPException) -> Response:
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)

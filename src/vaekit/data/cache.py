@@ -41,11 +41,10 @@ from vaekit.data.files import check_bytes
 from vaekit.data.images import (
     ImageProblem,
     ImageTransform,
-    _one_line,
     decode_image,
     report_once,
 )
-from vaekit.errors import DataError
+from vaekit.errors import DataError, one_line
 from vaekit.files import atomic_write_bytes
 
 IMAGES_FILE = "images.u8"
@@ -172,7 +171,7 @@ def cached_images(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"{folder}: cannot create the image cache: {_one_line(exc)}") from None
+        raise DataError(f"{folder}: cannot create the image cache: {one_line(exc)}") from None
     files = _file_stats(root, names)
     with _locked(folder):
         cached = _open_cache(folder, root, transform, files)
@@ -283,7 +282,7 @@ def _build_cache(
         os.truncate(partial, len(kept) * math.prod(transform.shape))
         os.replace(partial, folder / IMAGES_FILE)
     except OSError as exc:
-        raise DataError(f"{folder}: cannot write the image cache: {_one_line(exc)}") from None
+        raise DataError(f"{folder}: cannot write the image cache: {one_line(exc)}") from None
     finally:
         partial.unlink(missing_ok=True)
     seconds = time.perf_counter() - started

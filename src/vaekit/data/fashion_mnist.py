@@ -41,12 +41,11 @@ from vaekit.data.files import existing_dir
 from vaekit.data.idx import (
     _IDX_IMAGES_MAGIC,
     _IDX_LABELS_MAGIC,
-    _one_line,
     _parse_idx,
     _read_decompressed,
 )
 from vaekit.data.registry import register_dataset
-from vaekit.errors import ConfigError, DataError
+from vaekit.errors import ConfigError, DataError, one_line
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -300,13 +299,13 @@ def _download_one(url: str, target: Path) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         os.close(fd)
     except OSError as exc:
-        raise _DownloadError(f"{target.parent}: cannot write: {_one_line(exc)}") from exc
+        raise _DownloadError(f"{target.parent}: cannot write: {one_line(exc)}") from exc
     tmp = Path(tmp_name)
     try:
         try:
             _fetch(url, tmp)
         except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
-            raise _DownloadError(f"{url}: {_one_line(exc)}") from exc
+            raise _DownloadError(f"{url}: {one_line(exc)}") from exc
         problem = _checksum_problem(tmp, _idx_name(target), shown=url)
         if problem is not None:
             raise DataError(f"{problem}; deleted the bad download")

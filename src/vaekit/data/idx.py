@@ -17,7 +17,7 @@ from vaekit.data.files import (
     file_problem,
     shown_path,
 )
-from vaekit.errors import DataError
+from vaekit.errors import DataError, one_line
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -95,7 +95,7 @@ def _gunzip(handle: object, shown: str, limit: int) -> bytes:
         with gzip.GzipFile(fileobj=handle, mode="rb") as stream:  # type: ignore[arg-type]
             data = stream.read(limit + 1)  # reads in chunks: never more than limit + 1 bytes
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{shown}: corrupt gzip data: {_one_line(exc)}") from None
+        raise DataError(f"{shown}: corrupt gzip data: {one_line(exc)}") from None
     if len(data) > limit:
         raise DataError(f"{shown}: gzip data expands to more than {limit} bytes "
                         "(the most expected for this file); refusing to decompress further")
@@ -150,6 +150,3 @@ def _parse_idx(data: bytes, path: Path, expected_magic: int | None = None) -> np
 
 
 
-def _one_line(exc: BaseException) -> str:
-    # The CLI prints messages as one line; some library errors span several.
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vaekit.data.files import MAX_IMAGE_BYTES, check_bytes, file_problem, shown_path
-from vaekit.errors import ConfigError, DataError
+from vaekit.errors import ConfigError, DataError, one_line
 
 logger = logging.getLogger("vaekit")
 
@@ -184,7 +184,7 @@ def decode_image(path: str | os.PathLike[str] | BinaryIO, transform: ImageTransf
     except Image.UnidentifiedImageError:
         raise ImageProblem("not a readable image: not an image, or a format Pillow cannot read") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a problem of this one file
-        raise ImageProblem(f"not a readable image: {_one_line(exc)}") from None
+        raise ImageProblem(f"not a readable image: {one_line(exc)}") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
@@ -388,5 +388,3 @@ def _border_colour(array: np.ndarray) -> int | tuple[int, ...]:
     return int(median) if np.ndim(median) == 0 else tuple(int(c) for c in median)
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

@@ -49,11 +49,16 @@ def show_image(ax, image: np.ndarray) -> None:
         spine.set_visible(False)
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG atomically; returns the path."""
+def figure_png(fig: Figure) -> bytes:
+    """Render ``fig`` to PNG bytes: every vaekit figure, saved or embedded in a page, at :data:`DPI`."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically; returns the path."""
+    atomic_write_bytes(path, figure_png(fig))
     return Path(path)
 
 

@@ -16,12 +16,12 @@ from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError
 from vaekit.files import atomic_write_text, write_json
 from vaekit.runs.run import read_metrics
+from vaekit.viz.figures import figure_png
 from vaekit.viz.page import png_img, render_page
 from vaekit.viz.sections import (
     Section,
     arithmetic_section,
     class_means_section,
-    figure_png,
     interpolation_section,
     latent_map_section,
     manifold_section,

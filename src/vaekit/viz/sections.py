@@ -8,7 +8,6 @@ from the CLI, from a notebook and in the report.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -23,13 +22,11 @@ from vaekit.analysis.limits import LIMITS, check_count
 from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError
 from vaekit.viz import latent_figures as lp
-from vaekit.viz.figures import DPI
 
 __all__ = [
     "Section",
     "arithmetic_section",
     "class_means_section",
-    "figure_png",
     "interpolation_section",
     "latent_map_section",
     "manifold_section",
@@ -50,13 +47,6 @@ class Section:
     metrics: dict[str, Any] = field(default_factory=dict)  # the same numbers, machine-readable
     explanation: str = ""  # what the figure shows and how the numbers are defined
     result: Any = None  # the analysis result drawn, for callers that keep it (e.g. ClassMeans)
-
-
-def figure_png(fig) -> bytes:
-    """Render a figure to PNG bytes (same settings as :func:`vaekit.viz.figures.save_figure`)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------
