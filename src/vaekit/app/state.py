@@ -7,7 +7,8 @@ web app's questions without knowing anything about HTTP:
 * the **plane**: the latent means themselves when the latent space has at
   most 2 dimensions, else their PCA plane (NumPy SVD of the centred means). A
   point ``(x, y)`` of the plane is the latent vector
-  ``origin + x * axis_1 + y * axis_2``, ``origin`` being the mean of the codes;
+  ``origin + x * axis_1 + y * axis_2``, ``origin`` being the mean of the codes
+  on a PCA plane and zero when the plane is the latent space itself;
 * the **units** under the sliders: the latent units with the highest mean
   KL over the images (:func:`~vaekit.analysis.latent.mean_kl_per_dimension`),
   at most :data:`MAX_SLIDERS`. A slider adds an offset to its unit;

@@ -297,7 +297,6 @@ def _build_cache(
         "files": files,
     }
     atomic_write_bytes(folder / MANIFEST_FILE, json.dumps(manifest, separators=(",", ":")).encode("utf-8"))
-    (folder / MANIFEST_FILE).chmod(0o644)  # as readable as the images file (mkstemp makes it 0600)
     skipped = [(names[i], reason) for i, reason in problems]
     images = _map(folder / IMAGES_FILE, tuple(manifest["shape"]))
     return CachedImages(images, kept, skipped, folder, built=True, seconds=seconds, manifest=manifest)
@@ -354,6 +353,7 @@ def _decode_all(
 
 def _compact(array: np.ndarray, kept: np.ndarray) -> None:
     """Move the kept rows to the front, in order (a no-op when nothing was skipped)."""
+    # Row by row on purpose: ``array[kept]`` would copy a memory-mapped cache larger than memory into RAM.
     for row, source in enumerate(kept):
         if row != source:
             array[row] = array[source]

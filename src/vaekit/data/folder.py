@@ -160,7 +160,9 @@ def load_folder(
     If ``PATH`` has ``train/`` and ``test/`` (or ``val/``) subfolders they
     are the splits; otherwise about ``test_fraction`` of the files, chosen
     by a hash of each name, are the test split (adding or removing files
-    never moves another file between the splits).
+    never moves another file between the splits, except when the hashes
+    leave one split empty, likely only in folders of a few files: one file is
+    then moved into it).
 
     Parameters
     ----------
