@@ -205,7 +205,7 @@ def test_an_interrupted_family_resumes_where_it_stopped(tmp_path):
     assert [m.beta for m in family_metrics(out)] == [1.0, 2.0, 3.0]
     assert write_family_report(out).read_text().count("<h3>") == 3
     # A member is never reused with another recipe, nor a family with another architecture.
-    with pytest.raises(ConfigError, match="--lr 0.001, not 0.01"):
+    with pytest.raises(ConfigError, match="lr was 0.001 when this member was trained, not 0.01"):
         train_family(TrainConfig(**{**TINY, "lr": 0.01}), betas=[1], out=out, progress=False)
     with pytest.raises(ConfigError, match="this family has arch 'fashion28'"):
         train_family(TrainConfig(**{**TINY, "arch": "nn3-128"}), betas=[1], out=out, progress=False)
