@@ -113,6 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=REPO / "docs")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite results.md and the figure from the results.json already there")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of the results.json already in --results-dir for the runs this command "
+                             "does not measure (they must have been measured with the same settings); the page "
+                             "then names each part's command, machine and date")
     args = parser.parse_args(argv)
     args.iw_images = None if args.iw_images == "all" else int(args.iw_images)
     args.train_overrides = parse_variant(args.train_settings, "--train-settings") if args.train_settings else {}
@@ -167,6 +171,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--reuse", *map(_repo_path, args.reuse)]
     if args.jobs > 1:
         parts += ["--jobs", str(args.jobs)]
+    if args.merge:
+        parts += ["--merge"]
     return shlex.join(parts)
 
 
@@ -393,15 +399,64 @@ def run_grid(args: argparse.Namespace, data: dict[str, vaekit.ImageDataset]) -> 
     return rows
 
 
+# ----------------------------------------------------------------------------- merging with an earlier page
+
+# What makes two parts' rows one table: the protocol they were trained and measured with.
+MERGED_SETTINGS = ("epochs", "holdout", "train_limit", "iw_samples", "iw_images", "anomaly_iw_samples",
+                   "anomaly_limit", "k", "probe_train", "train_images", "test_images", "train_settings")
+
+
+def previous_results(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``results.json`` that ``--merge`` adds to (read before any training, so a bad one costs nothing)."""
+    path = args.results_dir / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found; --merge adds to an existing results.json (run without --merge first)")
+    previous = read_json(path)
+    if not isinstance(previous, dict) or not isinstance(previous.get("meta"), dict) or \
+            not isinstance(previous.get("rows"), list):
+        raise SystemExit(f"{path}: not a results.json of this script (no meta and rows)")
+    return previous
+
+
+def check_mergeable(path: Path, previous: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Refuse to merge rows made with another protocol, naming the first setting that differs."""
+    for key in MERGED_SETTINGS:
+        if previous.get(key) != settings[key]:
+            raise SystemExit(f"{path}: its rows were made with {key} {previous.get(key)!r}, this command's with "
+                             f"{settings[key]!r}; --merge joins only rows made the same way")
+
+
+def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new``'s rows plus ``previous``'s rows of other runs; ``meta["parts"]`` says which command made which."""
+    measured_now = {quality_report.run_key(row) for row in new["rows"]}
+    kept = [row for row in previous["rows"] if quality_report.run_key(row) not in measured_now]
+    rows = sorted(kept + new["rows"], key=lambda r: (r["latent_dim"], r["beta"], r["seed"]))
+    earlier = [{**part, "runs": [key for key in part["runs"] if key not in measured_now]}
+               for part in quality_report.parts(previous["meta"], previous["rows"])]
+    parts = [part for part in earlier if part["runs"]]
+    provenance = {key: new["meta"][key] for key in quality_report.PART_KEYS}
+    parts.append({**provenance, "runs": [quality_report.run_key(row) for row in new["rows"]]})
+    train_seconds = {row["run"]: row["train_loop_seconds"] for row in rows}
+    meta = {**new["meta"], "parts": parts, "train_seconds": train_seconds,
+            "seeds": sorted({row["seed"] for row in rows}),
+            "wall_minutes": round(sum(part["wall_minutes"] for part in parts), 2)}
+    return {"meta": meta, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render_only:
         paths = render(args.results_dir)
     else:
         started = time.perf_counter()
+        previous = previous_results(args) if args.merge else None
         data = load_data(args)
+        if previous is not None:
+            settings = build_meta(args, data, [], started)
+            check_mergeable(args.results_dir / "results.json", previous["meta"], settings)
         rows = run_grid(args, data)
-        paths = write_results(args.results_dir, {"meta": build_meta(args, data, rows, started), "rows": rows})
+        results = {"meta": build_meta(args, data, rows, started), "rows": rows}
+        paths = write_results(args.results_dir, merge_results(previous, results) if previous else results)
     for path in paths:
         print(f"wrote {path}")
     return 0

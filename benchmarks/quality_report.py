@@ -47,6 +47,22 @@ RECIPE_OF_OLDER_RESULTS = {"lr": 1e-3, "batch_size": 128, "init": "vaekit", "lr_
                            "overrides": "init=vaekit,batch_size=128,ema_decay=none,grad_clip=none"}
 
 
+# The provenance of one part (one invocation of model_quality.py) of a page merged with --merge.
+PART_KEYS = ("command", "machine", "device", "threads", "torch", "vaekit", "date", "wall_minutes")
+
+
+def run_key(row: dict[str, Any]) -> str:
+    """``8:2:0``: latent, beta and seed of a row, as a part of a merged page lists its runs."""
+    return f"{row['latent_dim']}:{row['beta']:g}:{row['seed']}"
+
+
+def parts(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Which command made which rows, where and when: ``meta["parts"]``, or the one part of an unmerged page."""
+    if meta.get("parts"):
+        return meta["parts"]
+    return [{**{key: meta.get(key) for key in PART_KEYS}, "runs": [run_key(row) for row in rows]}]
+
+
 def recipe(meta: dict[str, Any]) -> dict[str, Any]:
     """The training settings of the grid's runs (``--train-settings`` on top of the defaults of their time)."""
     return meta.get("train_settings") or RECIPE_OF_OLDER_RESULTS
@@ -126,8 +142,9 @@ def how_made(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     if "train_settings" not in meta:
         whose = (f"the settings its runs were trained with, vaekit's defaults at the time (today: add "
                  f"`--train-settings {settings['overrides']}` to the command to train the same runs)")
+    made = parts(meta, rows)
     return [
-        "## How these numbers were made", "", "```", meta["command"], "```", "",
+        "## How these numbers were made", "", *commands_text(made),
         "(plus `--data-dir DIR` where Fashion-MNIST is not in vaekit's search path; `--render-only` rewrites this "
         "page and the figure from `results.json`)", "",
         f"* **Model and training**: `fashion28`, {whose}: {recipe_text(settings)}, Bernoulli likelihood = the "
@@ -144,11 +161,37 @@ def how_made(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         "* **Active units**: latent units whose E[z|x] varies over the test images by more than 0.01.",
         f"* **Probes**: k-NN (k = {meta['k']}) and logistic-regression label accuracy of z_mean, fitted on "
         f"{meta['probe_train']:,} training images, against PCA of the pixels with as many components as latent units.",
-        f"* **Machine**: {meta['machine']} ({meta['device']}); torch {meta['torch']}, {meta['threads']} threads; "
-        f"{meta['date']}. Wall time of the whole script: **{meta['wall_minutes']:.1f} min**; the training loops of "
-        f"all {len(rows)} runs took {sum(r['train_loop_seconds'] for r in rows) / 3600:.1f} h. `train s` in the "
-        "per-seed table is the training loop alone, as recorded by the run (also for reused runs).",
+        *machines_text(made, rows),
     ]
+
+
+def commands_text(made: list[dict[str, Any]]) -> list[str]:
+    """The command that made the page, or each part's, numbered, when ``--merge`` joined several."""
+    if len(made) == 1:
+        return ["```", made[0]["command"], "```", ""]
+    lines = [f"In {len(made)} parts, each one command; the later ones added their runs with `--merge`, which joins "
+             "only rows trained and measured with the same settings:", ""]
+    for number, part in enumerate(made, 1):
+        lines += [f"{number}.", "   ```", f"   {part['command']}", "   ```", ""]
+    return lines
+
+
+def _machine(part: dict[str, Any]) -> str:
+    return (f"{part['machine']} ({part['device']}); torch {part['torch']}, {part['threads']} threads; {part['date']}; "
+            f"wall time of the script **{part['wall_minutes']:.1f} min**")
+
+
+def machines_text(made: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """Where and when each part ran, and how long the runs trained."""
+    training = (f"the training loops of all {len(rows)} runs took "
+                f"{sum(r['train_loop_seconds'] for r in rows) / 3600:.1f} h. `train s` in the per-seed table is the "
+                "training loop alone, as recorded by the run (also for reused runs).")
+    if len(made) == 1:
+        return [f"* **Machine**: {_machine(made[0])}; {training}"]
+    by_key = {run_key(row): row for row in rows}
+    return [f"* **Machines**: {training}",
+            *(f"  * Part {number} ({runs_text([by_key[key] for key in part['runs'] if key in by_key])}): "
+              f"{_machine(part)}." for number, part in enumerate(made, 1))]
 
 
 def seeds_text(rows: list[dict[str, Any]]) -> str:
@@ -371,13 +414,15 @@ def not_measured(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
 
 def completing_command(meta: dict[str, Any]) -> str:
     """The full protocol with this page's recipe, reusing the runs this page reused."""
-    words = shlex.split(meta["command"])
-    reuse = []
-    if "--reuse" in words:
-        for word in words[words.index("--reuse") + 1:]:
-            if word.startswith("--"):
-                break
-            reuse.append(word)
+    reuse: list[str] = []
+    for part in meta.get("parts") or [meta]:
+        words = shlex.split(part["command"])
+        if "--reuse" in words:
+            for word in words[words.index("--reuse") + 1:]:
+                if word.startswith("--"):
+                    break
+                if word not in reuse:
+                    reuse.append(word)
     overrides = recipe(meta).get("overrides")
     return shlex.join([*shlex.split(FULL_COMMAND), *(["--train-settings", overrides] if overrides else []),
                        *(["--reuse", *reuse] if reuse else [])])

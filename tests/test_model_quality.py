@@ -249,3 +249,56 @@ def test_the_anchor_row_says_whether_the_optimiser_settings_match_too():
     differs = quality_report.anchor_comparison(anchor, {"lr": 1e-3, "batch_size": 64})
     assert differs.startswith("Same epochs and training images as the anchor") and "(batch 64, lr 0.001" in differs
     assert "(batch 128, lr 0.001)" in differs
+
+
+def _merge_args(fashion_mnist_dir: Path, tiny_grid: Path, results: Path, *extra: str) -> list[str]:
+    """The tiny grid's settings for seed 1 alone (a finished run, so nothing trains), adding to ``results``."""
+    args = [*TINY_GRID, "--data-dir", str(fashion_mnist_dir), "--out", str(tiny_grid.parent / "runs"),
+            "--results-dir", str(results), "--merge", *extra]
+    args[args.index("--cells") + 1] = "2:1:1"
+    return args
+
+
+def test_merge_adds_a_part_and_keeps_the_rows_it_does_not_measure(model_quality, tiny_grid, fashion_mnist_dir,
+                                                                   tmp_path):
+    first = json.loads((tiny_grid / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**first, "rows": first["rows"][:1]}))  # seed 0 only
+    assert model_quality.main(_merge_args(fashion_mnist_dir, tiny_grid, tmp_path)) == 0
+    merged = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["seed"], r["elbo"]) for r in merged["rows"]] == [(r["seed"], r["elbo"]) for r in first["rows"]]
+    parts = merged["meta"]["parts"]
+    assert [part["runs"] for part in parts] == [["2:1:0"], ["2:1:1"]]
+    assert parts[0]["command"] == first["meta"]["command"] and parts[1]["command"].endswith("--merge")
+    assert merged["meta"]["seeds"] == [0, 1]
+    page = (tmp_path / "results.md").read_text()
+    assert "In 2 parts" in page and f"   {parts[1]['command']}" in page
+    assert "  * Part 1 (latent 2 beta 1 seed 0): " in page and "  * Part 2 (latent 2 beta 1 seed 1): " in page
+    assert "| 2 | 1 | 0, 1 (2) |" in page  # one cell, its two seeds from two parts
+
+
+def test_merge_refuses_rows_measured_another_way_before_training(model_quality, tiny_grid, fashion_mnist_dir,
+                                                                  tmp_path):
+    shutil.copy(tiny_grid / "results.json", tmp_path / "results.json")
+    before = (tmp_path / "results.json").read_bytes()
+    args = _merge_args(fashion_mnist_dir, tiny_grid, tmp_path, "--iw-samples", "8", "--out", str(tmp_path / "new"))
+    with pytest.raises(SystemExit, match=r"results\.json: its rows were made with iw_samples 4, this command's "
+                                         r"with 8; --merge joins only rows made the same way$"):
+        model_quality.main(args)
+    assert (tmp_path / "results.json").read_bytes() == before and not (tmp_path / "new").exists()
+    with pytest.raises(SystemExit, match=r"results\.json: not found; --merge adds to an existing results\.json"):
+        model_quality.main(_merge_args(fashion_mnist_dir, tiny_grid, tmp_path / "empty"))
+
+
+def test_a_remeasured_run_replaces_its_row_and_leaves_its_old_part(model_quality):
+    published = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results.json").read_text())
+    old_row = next(r for r in published["rows"] if (r["latent_dim"], r["beta"], r["seed"]) == (8, 1.0, 0))
+    meta = {**published["meta"], "parts": None, "command": "python benchmarks/model_quality.py --merge",
+            "date": "later", "wall_minutes": 2.0}
+    new = {"meta": meta, "rows": [{**old_row, "elbo": 1.0}]}
+    merged = model_quality.merge_results(published, new)
+    assert len(merged["rows"]) == len(published["rows"])
+    assert [r["elbo"] for r in merged["rows"] if (r["latent_dim"], r["seed"]) == (8, 0) and r["beta"] == 1] == [1.0]
+    first, second = merged["meta"]["parts"]
+    assert "8:1:0" not in first["runs"] and len(first["runs"]) == len(published["rows"]) - 1
+    assert second == {**{key: meta[key] for key in ("command", "machine", "device", "threads", "torch", "vaekit",
+                                                    "date", "wall_minutes")}, "runs": ["8:1:0"]}

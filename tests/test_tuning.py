@@ -166,3 +166,17 @@ def test_training_records_the_choice_in_config_json(tmp_path, fashion_mnist_dir)
     assert SpeedChoice(**speed).how in ("rule", "cached", "measured")
     assert config["resolved"]["precision"] == speed["precision"] and config["resolved"]["compile"] == speed["compile"]
     assert isinstance(speed["fused"], bool)
+
+
+def test_cpus_with_one_model_name_are_told_apart_by_their_bf16_instructions():
+    # Sessions land on "Intel(R) Xeon(R) Processor"s with and without AMX: bf16 is 3x faster on one and slower
+    # on the other, so a speed measurement must not be reused across them.
+    def cpuinfo(flags: str) -> str:
+        return "".join(f"processor\t: {n}\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu {flags}\n\n"
+                       for n in range(2))
+
+    assert tuning.cpu_name(cpuinfo("avx512f amx_bf16 amx_tile avx512_bf16")) == \
+        "Intel(R) Xeon(R) Processor (AMX, AVX512-BF16)"
+    assert tuning.cpu_name(cpuinfo("avx512f avx512_bf16")) == "Intel(R) Xeon(R) Processor (AVX512-BF16)"
+    assert tuning.cpu_name(cpuinfo("avx2")) == "Intel(R) Xeon(R) Processor"
+    assert tuning.cpu_name("") != ""  # no /proc/cpuinfo: the platform's processor name

@@ -85,20 +85,45 @@ class SpeedChoice:
         return asdict(self)
 
 
+# CPUs that share a model name ("Intel(R) Xeon(R) Processor") differ in the instructions that decide
+# whether bf16 pays off, so the name a speed measurement is kept under, and a report states, includes them.
+BF16_CPU_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}
+
+
 def machine_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model name with its core count."""
+    """The GPU's name, or the CPU's model name with its bf16 instructions (AMX, AVX512-BF16) and threads.
+
+    Parameters
+    ----------
+    device
+        The device runs train on.
+
+    Returns
+    -------
+    str
+        e.g. ``"Intel(R) Xeon(R) Processor (AMX, AVX512-BF16) x2 threads"``.
+    """
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="ignore")
     except OSError:
-        pass
-    return f"{model} x{torch.get_num_threads()} threads"
+        cpuinfo = ""
+    return f"{cpu_name(cpuinfo)} x{torch.get_num_threads()} threads"
+
+
+def cpu_name(cpuinfo: str) -> str:
+    """The first CPU's model name in ``/proc/cpuinfo``'s text, with its bf16 instructions in brackets."""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    model = model or platform.processor() or platform.machine()
+    features = [name for flag, name in BF16_CPU_FLAGS.items() if flag in flags]
+    return model + (f" ({', '.join(features)})" if features else "")
 
 
 def speed_key(model: torch.nn.Module, device: torch.device, batch_size: int, channels_last: bool) -> str:
