@@ -28,7 +28,8 @@ Runs go to ``--out`` (default ``runs/model-quality``). A finished run with the
 same settings there, or in a ``--reuse`` folder (searched two levels deep, e.g.
 the pretrained family of ``scripts/build_pretrained.py``), is reused rather than
 retrained, and finished measurements are kept in ``OUT/measurements``, so an
-interrupted grid continues. ``--jobs N`` trains the missing runs first, N at a
+interrupted grid continues: a run that Ctrl-C or a kill stopped resumes from its
+checkpoint (one with other settings in its folder is refused). ``--jobs N`` trains the missing runs first, N at a
 time, each in its own process with its share of the cores (or of the GPU): small
 models train more images per second in all this way (``benchmarks/parallel_runs.py``). The full grid on a GPU::
 
@@ -61,13 +62,13 @@ from pythae_reference import parse_variant, with_overrides
 
 import vaekit
 from vaekit.analysis import anomaly, bounds, embedding
+from vaekit.errors import VaekitError
 from vaekit.files import atomic_write_text, read_json, write_json
 from vaekit.models.pretrained import read_config
 from vaekit.runs.run import read_metrics
-from vaekit.runtime import resolve_device
-from vaekit.training import train
+from vaekit.runtime import resolve_device, stop_on_sigterm
 from vaekit.training.config import TrainConfig
-from vaekit.training.series import TrainJob, train_jobs
+from vaekit.training.series import TrainJob, member_state, run_job, train_jobs
 from vaekit.training.tuning import machine_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,20 +221,20 @@ def cell_dir(args: argparse.Namespace, latent: int, beta: float, seed: int) -> P
     return args.out / f"z{latent}-beta{beta:g}-e{args.epochs}-s{seed}{limit}{holdout}"
 
 
-def _reusable(args: argparse.Namespace, run_dir: Path, config: TrainConfig) -> Path | None:
+def planned_job(args: argparse.Namespace, latent: int, beta: float, seed: int) -> tuple[TrainJob, Path | None]:
+    """The cell's training (a new run, or an interrupted one resumed) and the finished run to reuse instead, if any."""
+    config, run_dir = cell_config(args, latent, beta, seed), cell_dir(args, latent, beta, seed)
     reused = run_dir if _finished_run(run_dir, config) else find_reusable(args.reuse, config)
-    if reused is None and run_dir.exists():
-        raise SystemExit(f"{run_dir}: exists but is not a finished run with these settings; remove it")
-    return reused
+    try:  # a run in --out that a kill or Ctrl-C stopped resumes; one with other settings is refused
+        state = "new" if reused else member_state(run_dir, config, "grid")
+    except VaekitError as error:
+        raise SystemExit(str(error)) from None
+    return TrainJob(config, run_dir, resume=state == "resume"), reused
 
 
 def train_all_at_once(args: argparse.Namespace) -> dict[Path, float]:
     """With ``--jobs N`` above 1: train every missing cell first, N at a time; return their seconds."""
-    todo = []
-    for latent, beta, seed in planned_runs(args):
-        config, run_dir = cell_config(args, latent, beta, seed), cell_dir(args, latent, beta, seed)
-        if _reusable(args, run_dir, config) is None:
-            todo.append(TrainJob(config, run_dir))
+    todo = [job for job, reused in (planned_job(args, *run) for run in planned_runs(args)) if reused is None]
     if todo:
         print(f"training {len(todo)} runs, {args.jobs} at a time", flush=True)
     return {job.run_dir: seconds for job, seconds in zip(todo, train_jobs(todo, args.jobs))}
@@ -243,13 +244,12 @@ def train_cell(args: argparse.Namespace, latent: int, beta: float, seed: int,
                trained: dict[Path, float] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train (or reuse) one run; return its directory and how it was made (``trained``: by train_all_at_once)."""
     trained = trained or {}
-    config, run_dir = cell_config(args, latent, beta, seed), cell_dir(args, latent, beta, seed)
-    started = time.perf_counter()
-    reused = None if run_dir in trained else _reusable(args, run_dir, config)
-    if reused is None and run_dir not in trained:
-        train(config, out=run_dir, progress=False)
-    call_seconds = trained.get(run_dir, time.perf_counter() - started)
-    run_dir = reused or run_dir
+    job, reused = planned_job(args, latent, beta, seed)
+    if job.run_dir in trained:
+        reused, call_seconds = None, trained[job.run_dir]
+    elif reused is None:
+        call_seconds = run_job(job, progress=False)
+    run_dir = reused or job.run_dir
     metrics = read_metrics(run_dir)
     return run_dir, {
         "train_loop_seconds": round(sum(float(row["seconds"]) for row in metrics), 1),
@@ -445,6 +445,7 @@ def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()  # a kill saves the running cell, as Ctrl-C does; the same command resumes it
     if args.render_only:
         paths = render(args.results_dir)
     else:
