@@ -302,3 +302,53 @@ def test_a_remeasured_run_replaces_its_row_and_leaves_its_old_part(model_quality
     assert "8:1:0" not in first["runs"] and len(first["runs"]) == len(published["rows"]) - 1
     assert second == {**{key: meta[key] for key in ("command", "machine", "device", "threads", "torch", "vaekit",
                                                     "date", "wall_minutes")}, "runs": ["8:1:0"]}
+
+
+def _interrupted_cell(model_quality, argv: list[str], **changes) -> Path:
+    """The first cell of ``argv``'s grid, stopped by Ctrl-C at its third step (``changes``: other settings)."""
+    from vaekit.training import train
+    from vaekit.training.trainer import TrainingInterrupted
+
+    args = model_quality.parse_args(argv)
+    latent, beta, seed = model_quality.planned_runs(args)[0]
+    config = replace(model_quality.cell_config(args, latent, beta, seed), **changes)
+    run_dir = model_quality.cell_dir(args, latent, beta, seed)
+
+    def interrupt(epoch: int, step: int) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(config, out=run_dir, progress=False, on_step=interrupt)
+    return run_dir
+
+
+def _one_cell_grid(fashion_mnist_dir: Path, tmp_path: Path) -> list[str]:
+    argv = [*TINY_GRID, "--data-dir", str(fashion_mnist_dir), "--out", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results")]
+    argv[argv.index("--cells") + 1], argv[argv.index("--jobs") + 1] = "2:1:0", "1"
+    return argv
+
+
+def test_an_interrupted_cell_resumes_from_its_checkpoint(model_quality, tiny_grid, fashion_mnist_dir, tmp_path):
+    argv = _one_cell_grid(fashion_mnist_dir, tmp_path)
+    run_dir = _interrupted_cell(model_quality, argv)
+    assert json.loads((run_dir / "config.json").read_text())["status"] == "interrupted"
+    assert model_quality.main(argv) == 0
+    row = json.loads((tmp_path / "results" / "results.json").read_text())["rows"][0]
+    assert not row["reused_run"] and row["run"].endswith(run_dir.name)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["status"] == "complete" and saved["epochs_done"] == 1
+    # The same run as the tiny grid's uninterrupted seed 0 (trained there in another process, on one thread).
+    uninterrupted = json.loads((tiny_grid / "results.json").read_text())["rows"][0]
+    assert row["elbo"] == pytest.approx(uninterrupted["elbo"], abs=0.5)
+
+
+def test_a_cell_folder_holding_other_settings_is_refused_in_one_line(model_quality, fashion_mnist_dir, tmp_path):
+    argv = _one_cell_grid(fashion_mnist_dir, tmp_path)
+    run_dir = _interrupted_cell(model_quality, argv, lr=0.002)
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    with pytest.raises(SystemExit, match=rf"^{re.escape(str(run_dir))}: lr was 0.002 when this member was "
+                                         r"trained, not 0.001; .*[^\n]$"):
+        model_quality.main(argv)
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
