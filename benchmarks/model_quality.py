@@ -69,6 +69,7 @@ from vaekit.runs.run import read_metrics
 from vaekit.runtime import resolve_device, stop_on_sigterm
 from vaekit.training.config import TrainConfig
 from vaekit.training.series import TrainJob, member_state, run_job, train_jobs
+from vaekit.training.trainer import TrainingInterrupted
 from vaekit.training.tuning import machine_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -455,7 +456,12 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             settings = build_meta(args, data, [], started)
             check_mergeable(args.results_dir / "results.json", previous["meta"], settings)
-        rows = run_grid(args, data)
+        try:
+            rows = run_grid(args, data)
+        except TrainingInterrupted as stop:
+            print(f"model_quality: interrupted; {stop.run_dir} was saved: run the same command to resume the grid",
+                  file=sys.stderr)
+            return 130
         results = {"meta": build_meta(args, data, rows, started), "rows": rows}
         paths = write_results(args.results_dir, merge_results(previous, results) if previous else results)
     for path in paths:

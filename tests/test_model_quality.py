@@ -352,3 +352,22 @@ def test_a_cell_folder_holding_other_settings_is_refused_in_one_line(model_quali
                                          r"trained, not 0.001; .*[^\n]$"):
         model_quality.main(argv)
     assert (run_dir / "checkpoint.pt").read_bytes() == before
+
+
+def test_ctrl_c_in_a_cell_saves_it_and_says_to_rerun_the_command(model_quality, fashion_mnist_dir, tmp_path,
+                                                                 monkeypatch, capsys):
+    from vaekit.training.callbacks import Callback
+
+    class CtrlC(Callback):
+        def on_step_end(self, trainer, terms) -> None:
+            raise KeyboardInterrupt
+
+    real_run_job = model_quality.run_job
+    monkeypatch.setattr(model_quality, "run_job", lambda job, progress: real_run_job(job, progress, [CtrlC()]))
+    argv = _one_cell_grid(fashion_mnist_dir, tmp_path)
+    assert model_quality.main(argv) == 130
+    run_dir = tmp_path / "runs" / "z2-beta1-e1-s0-n300"
+    assert capsys.readouterr().err == (f"model_quality: interrupted; {run_dir} was saved: run the same command "
+                                       "to resume the grid\n")
+    assert json.loads((run_dir / "config.json").read_text())["status"] == "interrupted"
+    assert not (tmp_path / "results").exists()
