@@ -123,6 +123,16 @@ def test_vaekit_may_replace_its_own_outputs(run, tmp_path, capsys):
     assert json.loads((tmp_path / "e.json").read_text())["n_images"] > 0
 
 
+def test_a_json_object_without_vaekits_mark_is_not_an_output(run, tmp_path, capsys):
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"theme": "dark"}')  # anyone's JSON object: not replaceable
+    _refused(capsys, ["evaluate", run, "--iw-samples", "1", "--iw-images", "1", "-o", settings], "settings.json",
+             "not a JSON that vaekit wrote")
+    assert settings.read_text() == '{"theme": "dark"}'
+    assert main(["evaluate", str(run), "--iw-samples", "1", "--iw-images", "2", "-o", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["generator"] == "vaekit"
+
+
 def test_a_killed_write_leaves_nothing_that_blocks_the_next_run(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

@@ -5,8 +5,9 @@ Two guarantees live here, one function each:
 * :func:`check_output`: an output path (``-o``, ``--figure``, ...) may only
   replace a file vaekit wrote as that kind of output. A run's own files
   (``config.json``, ``model.safetensors``, ``metrics.csv``, ``checkpoint.pt``,
-  ``family.json``) and any other file (a photo, a notes file) are refused
-  with one line, before any work is done.
+  ``family.json``) and any other file (a photo, a notes file, a JSON file
+  without :func:`mark_output`'s mark) are refused with one line, before any
+  work is done.
 * :func:`writer_lock`: one process at a time writes a run or family
   directory. A second training with the same ``--out``, or a ``--resume``
   while the run still trains, is refused with one line (``filelock``).
@@ -43,6 +44,27 @@ def _is_vaekit_png(path: Path) -> bool:
     return head.startswith(b"\x89PNG\r\n\x1a\n") and b"Software" in head and (b"atplotlib" in head or b"vaekit" in head)
 
 
+#: The key and value that mark a JSON file as a vaekit output (:func:`mark_output`), like a PNG's Software chunk.
+GENERATOR_KEY, GENERATOR = "generator", "vaekit"
+
+
+def mark_output(data: dict) -> dict:
+    """``data`` with the mark that lets a later command replace the JSON file it is written to.
+
+    Parameters
+    ----------
+    data
+        An output's numbers (``evaluation.json``, ``denoise.json``, ...).
+
+    Returns
+    -------
+    dict
+        ``{"generator": "vaekit", **data}``: without the mark, :func:`check_output`
+        refuses to overwrite a JSON file, since it may be anyone's.
+    """
+    return {GENERATOR_KEY: GENERATOR, **data}
+
+
 def _is_vaekit_json(path: Path) -> bool:
     import json
 
@@ -50,8 +72,7 @@ def _is_vaekit_json(path: Path) -> bool:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         return False
-    # A run's or a family's description is never an output.
-    return isinstance(data, dict) and not ({"spec", "train", "members", "class_name"} & set(data))
+    return isinstance(data, dict) and data.get(GENERATOR_KEY) == GENERATOR
 
 
 def _is_vaekit_csv(path: Path) -> bool:

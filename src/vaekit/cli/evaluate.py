@@ -18,7 +18,7 @@ from vaekit.cli.options import (
     positive_int,
 )
 from vaekit.errors import ConfigError
-from vaekit.guard import check_output
+from vaekit.guard import check_output, mark_output
 
 
 def _open(args: argparse.Namespace):
@@ -58,7 +58,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     path = output_path(args, "evaluation.json")  # refused before the (possibly long) IWAE
     result = evaluate_run(_open(args), args.split, args.iw_samples, args.iw_images, args.binarize, args.dataset,
                           args.limit, args.all_classes, args.seed)
-    write_json(path, result.to_dict())
+    write_json(path, mark_output(result.to_dict()))
     _print_evaluation(result)
     print(f"wrote {path}")
     return 0
@@ -120,7 +120,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
           f"({model.latent_dim} latent units)")
     print(f"wrote {path}")
     if quality is not None:
-        write_json(quality_path, quality.to_dict())
+        write_json(quality_path, mark_output(quality.to_dict()))
         _print_quality(quality)
         print(f"wrote {quality_path}")
     return 0
@@ -170,7 +170,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     print(f"wrote {csv_path}")
     if report.protocol is not None:
         summary = report.protocol.to_dict()
-        write_json(json_path, summary)
+        write_json(json_path, mark_output(summary))
         print(f"AUROC, anomalous {', '.join(summary['anomalous'])} ({summary['n_anomalous']} images) "
               f"vs normal ({summary['n_normal']} images):")
         for name, value in summary["auroc"].items():
@@ -222,7 +222,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     corruptions = [("gaussian", args.noise_sigma), ("mask", args.mask_area)]
     results, examples = denoise_benchmark(model, data, corruptions, args.seed)
     figure = denoise_figure(examples, [kind for kind, _ in corruptions], args.n)
-    write_json(path, {"dataset": data.name, "split": data.split, "results": [r.to_dict() for r in results]})
+    write_json(path, mark_output({"dataset": data.name, "split": data.split,
+                                 "results": [r.to_dict() for r in results]}))
     print(f"{len(data)} images of {data.name} ({data.split}); mean squared error to the clean image "
           f"(pixels in [0, 1]); reconstructing clean images: {results[0].mse_clean_reconstruction:.4f}")
     print(f"  {'':18s} {'whole image':^37s}   {'corrupted pixels':^17s}")

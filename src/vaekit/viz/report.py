@@ -15,6 +15,7 @@ from vaekit.analysis.explorer import Explorer
 from vaekit.data.classes import resolve_class
 from vaekit.errors import ConfigError
 from vaekit.files import atomic_write_text, write_json
+from vaekit.guard import mark_output
 from vaekit.runs.run import read_metrics
 from vaekit.viz.figures import figure_png
 from vaekit.viz.page import png_img, render_page
@@ -70,7 +71,7 @@ def build_report(run: Explorer, output: str | os.PathLike | None = None, project
                "sections": {s.key: s.metrics for s in sections}, "notes": notes}
     json_path = output.with_suffix(".json")
     atomic_write_text(output, page)
-    write_json(json_path, numbers)
+    write_json(json_path, mark_output(numbers))
     return output, json_path
 
 
