@@ -206,11 +206,18 @@ def seeds_text(rows: list[dict[str, Any]]) -> str:
 
 
 def precision_text(rows: list[dict[str, Any]]) -> str:
-    """The training precision of the runs (``--precision auto`` measures and picks it per machine)."""
-    precisions = sorted({r["precision"] for r in rows})
-    return "trained in " + " and ".join(f"**{p}**" for p in precisions) + (
-        " (bf16 autocast, which `--precision auto` measured as the faster on the machine that trained it)"
-        if "bf16" in precisions else "")
+    """The training precision of the runs (``--precision auto`` measures and picks it per machine and threads)."""
+    by_precision: dict[str, list[str]] = {}
+    for (latent, beta), group in cells(rows).items():
+        for precision in sorted({r["precision"] for r in group}):
+            by_precision.setdefault(precision, []).append(f"{latent}:{beta:g}")
+    if len(by_precision) == 1:
+        precision = next(iter(by_precision))
+        return f"trained in **{precision}**" + (
+            " (bf16 autocast, which `--precision auto` measured as the faster on the machine that trained it)"
+            if precision == "bf16" else "")
+    return ("trained in " + " and ".join(f"**{p}** (cells {', '.join(names)})" for p, names in by_precision.items())
+            + ", as `--precision auto` measured the faster on the machine and thread count that started (or last resumed) each run")
 
 
 def cell_table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:

@@ -216,6 +216,8 @@ def test_the_page_states_seeds_per_cell_and_the_training_precision(tiny_grid):
     assert f"trained in **{rows[0]['precision']}**" in page
     assert "measured as the faster" in quality_report.precision_text([{**rows[0], "precision": "bf16"}])
     assert quality_report.precision_text([{**rows[0], "precision": "fp32"}]) == "trained in **fp32**"
+    mixed = [{**rows[0], "precision": "bf16"}, {**rows[0], "latent_dim": 8, "precision": "fp32"}]
+    assert quality_report.precision_text(mixed).startswith("trained in **bf16** (cells 2:1) and **fp32** (cells 8:1), ")
 
 
 def test_missing_seeds_and_shortfalls_are_grouped_across_runs():
@@ -298,9 +300,10 @@ def test_a_remeasured_run_replaces_its_row_and_leaves_its_old_part(model_quality
     merged = model_quality.merge_results(published, new)
     assert len(merged["rows"]) == len(published["rows"])
     assert [r["elbo"] for r in merged["rows"] if (r["latent_dim"], r["seed"]) == (8, 0) and r["beta"] == 1] == [1.0]
-    first, second = merged["meta"]["parts"]
-    assert "8:1:0" not in first["runs"] and len(first["runs"]) == len(published["rows"]) - 1
-    assert second == {**{key: meta[key] for key in ("command", "machine", "device", "threads", "torch", "vaekit",
+    *earlier, last = merged["meta"]["parts"]
+    earlier_runs = [key for part in earlier for key in part["runs"]]
+    assert "8:1:0" not in earlier_runs and len(earlier_runs) == len(published["rows"]) - 1
+    assert last == {**{key: meta[key] for key in ("command", "machine", "device", "threads", "torch", "vaekit",
                                                     "date", "wall_minutes")}, "runs": ["8:1:0"]}
 
 
