@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The suite never writes the user's caches (image caches, measured training speeds): it wrote speeds measured
+# under its own load into the user's speed.json, where the next real training on that machine would have
+# chosen its precision by them. Set here, before any test, so that subprocesses inherit it; tests of the
+# cache's location set their own.
+_TEST_CACHE = tempfile.mkdtemp(prefix="vaekit-tests-cache-")
+atexit.register(shutil.rmtree, _TEST_CACHE, True)
+os.environ["XDG_CACHE_HOME"] = _TEST_CACHE
+os.environ.pop("VAEKIT_CACHE_DIR", None)
 
 # The real dataset lives next to the repository: <repo>/../shared/data/fashion-mnist.
 REPO_ROOT = Path(__file__).resolve().parents[1]

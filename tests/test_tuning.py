@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +181,9 @@ def test_cpus_with_one_model_name_are_told_apart_by_their_bf16_instructions():
     assert tuning.cpu_name(cpuinfo("avx512f avx512_bf16")) == "Intel(R) Xeon(R) Processor (AVX512-BF16)"
     assert tuning.cpu_name(cpuinfo("avx2")) == "Intel(R) Xeon(R) Processor"
     assert tuning.cpu_name("") != ""  # no /proc/cpuinfo: the platform's processor name
+
+
+def test_the_suite_never_writes_the_users_speed_cache():
+    # conftest points the caches at a temporary folder, so measurements taken under the suite's load stay there.
+    assert not str(tuning.cache_root()).startswith(str(Path.home() / ".cache"))
+    assert "vaekit-tests-cache-" in str(tuning.cache_root())
